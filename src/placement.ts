@@ -108,10 +108,12 @@ export function dispatchOf(placement: Placement, l: number): Int32Array {
 
 /**
  * Independent validator: every expert has a replica, slots hold at most one valid expert, the
- * shape is consistent, no GPU holds two replicas of one expert when another GPU could, and every
- * dispatch entry points at a replica of the right expert. Throws InputError naming the field.
+ * shape is consistent and every dispatch entry points at a replica of the right expert. With
+ * `strict`, also no GPU holds two replicas of one expert while the expert has no more replicas
+ * than GPUs (moe-placer's own solvers meet this; EPLB and engine maps need not, and are accepted
+ * without it). Throws InputError naming the field.
  */
-export function validatePlacement(placement: Placement, where = 'plan'): void {
+export function validatePlacement(placement: Placement, where = 'plan', strict = false): void {
   const { numLayers, numExperts, shape } = placement;
   const problems: string[] = [];
   const P = shape.numSlots;
@@ -129,14 +131,12 @@ export function validatePlacement(placement: Placement, where = 'plan'): void {
       if (!Number.isInteger(e) || e < -1 || e >= numExperts) problems.push(`${where}.phy2log[${l}][${p}]: expert ${e} out of range -1..${numExperts - 1}`);
       else if (e >= 0) cnt[e]++;
     }
-    let used = 0;
     for (let e = 0; e < numExperts; e++) {
       if (cnt[e] === 0) problems.push(`${where}.phy2log[${l}]: expert ${e} has no replica`);
-      used += Math.min(cnt[e], shape.numGpus);
     }
     // Two replicas of one expert on a GPU are allowed only when more replicas than GPUs exist.
     const S = shape.slotsPerGpu;
-    for (let g = 0; g < shape.numGpus && problems.length < 20; g++) {
+    for (let g = 0; strict && g < shape.numGpus && problems.length < 20; g++) {
       for (let i = 0; i < S; i++) {
         const e = row[g * S + i];
         if (e < 0) continue;
@@ -147,7 +147,6 @@ export function validatePlacement(placement: Placement, where = 'plan'): void {
         }
       }
     }
-    void used;
     const d = placement.dispatch?.[l];
     if (d) {
       if (d.length !== shape.numGpus * numExperts) {

@@ -27,37 +27,46 @@ export function tokenSetsOfLayer(trace: Trace, layer: number, numGpus: number): 
 /**
  * Merge tokens with the same source and the same expert set (order ignored) into one weighted
  * set; experts of each set come out sorted ascending. Cost is linear in weight, so every metric
- * of the cost model is unchanged.
+ * of the cost model is unchanged. Open-addressing hash over typed arrays; O(n k log k).
  */
 export function compressTokenSets(ts: TokenSets): TokenSets {
   const { n, k } = ts;
-  const key = new Uint16Array(k + 1);
-  const map = new Map<string, number>();
-  const outExperts: number[] = [];
-  const outSource: number[] = [];
-  const outWeight: number[] = [];
+  const experts = new Uint16Array(n * k);
+  const source = new Uint16Array(n);
+  const weight = new Float64Array(n);
+  let size = 1;
+  while (size < 2 * n) size <<= 1;
+  const table = new Int32Array(size).fill(-1);
+  const mask = size - 1;
+  const key = new Uint16Array(k);
+  let out = 0;
   for (let i = 0; i < n; i++) {
-    key[0] = ts.source[i];
-    for (let j = 0; j < k; j++) key[j + 1] = ts.experts[i * k + j];
-    key.subarray(1).sort();
-    const s = String.fromCharCode.apply(null, key as unknown as number[]);
-    const found = map.get(s);
-    if (found !== undefined) {
-      outWeight[found] += ts.weight[i];
-      continue;
+    for (let j = 0; j < k; j++) key[j] = ts.experts[i * k + j];
+    key.sort();
+    const src = ts.source[i];
+    let h = Math.imul(src + 1, 0x9e3779b1) >>> 0;
+    for (let j = 0; j < k; j++) h = Math.imul(h ^ (key[j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
+    h = (h ^ (h >>> 15)) & mask;
+    for (;;) {
+      const at = table[h];
+      if (at < 0) {
+        table[h] = out;
+        source[out] = src;
+        weight[out] = ts.weight[i];
+        experts.set(key, out * k);
+        out++;
+        break;
+      }
+      let same = source[at] === src;
+      for (let j = 0; same && j < k; j++) same = experts[at * k + j] === key[j];
+      if (same) {
+        weight[at] += ts.weight[i];
+        break;
+      }
+      h = (h + 1) & mask;
     }
-    map.set(s, outSource.length);
-    outSource.push(key[0]);
-    outWeight.push(ts.weight[i]);
-    for (let j = 1; j <= k; j++) outExperts.push(key[j]);
   }
-  return {
-    n: outSource.length,
-    k,
-    experts: Uint16Array.from(outExperts),
-    source: Uint16Array.from(outSource),
-    weight: Float64Array.from(outWeight),
-  };
+  return { n: out, k, experts: experts.slice(0, out * k), source: source.slice(0, out), weight: weight.slice(0, out) };
 }
 
 /** [E] routed (token, expert) weight per logical expert in layer l. */
@@ -82,10 +91,21 @@ export function countsOfTrace(trace: Trace): Counts {
   return { numLayers: trace.numLayers, numExperts: trace.numExperts, counts };
 }
 
-/** Keep only the tokens of the given requests (e.g. a train/test split by request parity). */
+/**
+ * Keep only the tokens of the given requests (e.g. a train/test split by request parity). The kept
+ * requests are renumbered 0.. in order, as if they had been read as a workload of their own, so
+ * that source GPUs (request mod GPUs) spread over the whole cluster in both halves.
+ */
 export function filterRequests(trace: Trace, keep: (request: number) => boolean): Trace {
   const idx: number[] = [];
-  for (let t = 0; t < trace.numTokens; t++) if (keep(trace.request[t])) idx.push(t);
+  const renum = new Int32Array(trace.numRequests).fill(-1);
+  let numRequests = 0;
+  for (let t = 0; t < trace.numTokens; t++) {
+    const r = trace.request[t];
+    if (!keep(r)) continue;
+    if (renum[r] < 0) renum[r] = numRequests++;
+    idx.push(t);
+  }
   const k = trace.topK;
   const experts = trace.experts.map((ex) => {
     const out = new Uint16Array(idx.length * k);
@@ -95,7 +115,8 @@ export function filterRequests(trace: Trace, keep: (request: number) => boolean)
   return {
     ...trace,
     numTokens: idx.length,
-    request: Uint32Array.from(idx, (t) => trace.request[t]),
+    numRequests,
+    request: Uint32Array.from(idx, (t) => renum[trace.request[t]]),
     rank: Int32Array.from(idx, (t) => trace.rank[t]),
     weight: trace.weight ? Float32Array.from(idx, (t) => trace.weight![t]) : null,
     experts,

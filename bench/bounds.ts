@@ -1,0 +1,139 @@
+/**
+ * Lower bounds on real routing data (read from ../shared/data when present, skipped otherwise).
+ *
+ * 1. Max load: for every MoE layer of the DeepSeek-V3 SGLang counts and three cluster shapes, the
+ *    bound of `maxLoadLowerBound` against EPLB's max load (default dispatch, exact count loads; and
+ *    EPLB's own even-split model), with the model's 8 groups (hierarchical policy when the nodes
+ *    divide the groups) and with 1 group (global policy): how far EPLB is from the bound, and which
+ *    part of the bound binds.
+ * 2. Traffic: on DeepSeek-V2-Lite traces (one middle layer, requests round-robin over GPUs, normal
+ *    mode), `trafficLowerBound` (LP relaxation on the heaviest sets within --nnz, and the Lagrangian
+ *    bound on every set; one replica) against EPLB's inter-node bytes, with the solve time.
+ *
+ * Usage: node dist/bench/bounds.js [--layer 13] [--nnz 30000]
+ * Prints tables and writes bench/results/bounds.json.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { maxLoadLowerBoundDetail, scorePlacement, trafficLowerBound } from '../src/bounds.js';
+import { countsLoads, LayerAccumulator } from '../src/cost.js';
+import { defaultDispatch } from '../src/placement.js';
+import { MODEL_PRESETS } from '../src/presets.js';
+import { ModelSchema } from '../src/schemas.js';
+import { makeShape } from '../src/types.js';
+import { loadWorkload } from '../src/workload/index.js';
+import { compressTokenSets, expertLoadsOfLayer, tokenSetsOfLayer } from '../src/workload/tokens.js';
+import { eplbPlacement } from '../solvers/eplb.js';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+const DATA = fileURLToPath(new URL('../../../shared/data/', import.meta.url));
+const out: Record<string, unknown> = { bench: 'bounds', node: process.version };
+
+function quantile(a: number[], q: number): number {
+  const s = [...a].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+// ---- 1. max load on DeepSeek-V3 counts
+const v3dir = `${DATA}deepseek-v3-sglang`;
+if (existsSync(v3dir)) {
+  const model = ModelSchema.parse(MODEL_PRESETS['deepseek-v3']);
+  const shapes = [makeShape(4, 8, 9), makeShape(4, 8, 8), makeShape(12, 8, 3)];
+  const rows: Record<string, unknown>[] = [];
+  const files = ['decode_in1000out1000.json', 'decode_in2000out100.json', 'prefill_in1024.json', 'prefill_in4096.json'];
+  for (const [shape, groups] of shapes.flatMap((sh) => [[sh, model.groups ?? 1], [sh, 1]] as const)) {
+    const gaps: number[] = [];
+    const evenGaps: number[] = [];
+    const binds = { average: 0, replicated: 0, pigeonhole: 0 };
+    let layers = 0;
+    for (const f of files) {
+      const wl = await loadWorkload(`${v3dir}/${f}`, model);
+      const loads: Float64Array[] = [];
+      for (let l = 0; l < model.moeLayerIds.length; l++) loads.push(expertLoadsOfLayer(wl, l));
+      const plan = eplbPlacement(loads, model.experts, shape, groups);
+      const acc = new LayerAccumulator(shape);
+      for (let l = 0; l < loads.length; l++) {
+        let total = 0;
+        for (const v of loads[l]) total += v;
+        if (total === 0) continue;
+        const d = maxLoadLowerBoundDetail(loads[l], shape.numGpus, shape.slotsPerGpu);
+        countsLoads(acc, loads[l], plan.phy2log[l], defaultDispatch(plan.phy2log[l], model.experts, shape), model.experts);
+        let mx = 0;
+        for (const v of acc.load) mx = Math.max(mx, v);
+        gaps.push(mx / d.bound - 1);
+        // EPLB's own model: every replica gets load / count.
+        const cnt = new Int32Array(model.experts);
+        for (const e of plan.phy2log[l]) if (e >= 0) cnt[e]++;
+        const even = new Float64Array(shape.numGpus);
+        plan.phy2log[l].forEach((e, p) => {
+          if (e >= 0) even[Math.floor(p / shape.slotsPerGpu)] += loads[l][e] / cnt[e];
+        });
+        evenGaps.push(Math.max(...even) / d.bound - 1);
+        if (d.bound === d.pigeonhole) binds.pigeonhole++;
+        else if (d.bound === d.replicated) binds.replicated++;
+        else binds.average++;
+        layers++;
+      }
+    }
+    rows.push({
+      shape: `${shape.nodes}x${shape.gpusPerNode}x${shape.slotsPerGpu}`,
+      eplbGroups: groups,
+      layers,
+      eplbGapMedian: +quantile(gaps, 0.5).toFixed(4),
+      eplbGapP90: +quantile(gaps, 0.9).toFixed(4),
+      eplbGapMax: +Math.max(...gaps).toFixed(4),
+      evenSplitGapMedian: +quantile(evenGaps, 0.5).toFixed(4),
+      evenSplitGapMax: +Math.max(...evenGaps).toFixed(4),
+      bindsAverage: binds.average,
+      bindsReplicated: binds.replicated,
+      bindsPigeonhole: binds.pigeonhole,
+    });
+  }
+  console.log('max load: EPLB max load / lower bound - 1 over DeepSeek-V3 layers (4 count files)');
+  console.table(rows);
+  out.maxLoad = rows;
+} else console.log(`skipped max load: ${v3dir} absent`);
+
+// ---- 2. traffic bound on DeepSeek-V2-Lite traces
+const v2dir = `${DATA}deepseek-v2-lite-traces/prompts_0001-1000`;
+if (existsSync(v2dir)) {
+  const model = ModelSchema.parse(MODEL_PRESETS['deepseek-v2-lite']);
+  const layer = arg('layer', 13);
+  const nnz = arg('nnz', 30000);
+  const wl = await loadWorkload(v2dir, model);
+  if (wl.kind !== 'trace') throw new Error('expected a trace');
+  const rows: Record<string, unknown>[] = [];
+  for (const shape of [makeShape(2, 4, 8), makeShape(4, 2, 8)]) {
+    const tokens = compressTokenSets(tokenSetsOfLayer(wl.trace, layer, shape.numGpus));
+    const loads = expertLoadsOfLayer(wl, layer);
+    const plan = eplbPlacement([loads], model.experts, shape, 1);
+    const inst = { tokens, numExperts: model.experts, shape, model, mode: 'normal' as const, replicas: 'one' as const };
+    const eplb = scorePlacement(inst, plan.phy2log[0]);
+    for (const method of ['lp', 'lagrangian'] as const) {
+      const t0 = performance.now();
+      const b = await trafficLowerBound(inst, { method, maxNonzeros: nnz, timeLimitSeconds: 60 });
+      const secs = (performance.now() - t0) / 1000;
+      rows.push({
+        shape: `${shape.nodes}x${shape.gpusPerNode}x${shape.slotsPerGpu}`,
+        method: b.method,
+        sets: b.setsTotal,
+        setsUsed: b.setsUsed,
+        status: b.status,
+        seconds: +secs.toFixed(2),
+        boundGB: +(b.bound / 1e9).toFixed(4),
+        eplbGB: +(eplb.interNodeBytes / 1e9).toFixed(4),
+        boundOverEplb: +(b.bound / eplb.interNodeBytes).toFixed(4),
+      });
+    }
+  }
+  console.log(`traffic: lower bounds vs EPLB inter-node bytes, DeepSeek-V2-Lite layer ${layer} (${wl.trace.numTokens} tokens), normal mode, one replica`);
+  console.table(rows);
+  out.traffic = rows;
+} else console.log(`skipped traffic: ${v2dir} absent`);
+
+const outDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+mkdirSync(outDir, { recursive: true });
+writeFileSync(`${outDir}bounds.json`, JSON.stringify(out, null, 2) + '\n');

@@ -1,0 +1,178 @@
+/**
+ * How close synthetic traces come to real routing.
+ *
+ * 1. DeepSeek-V3: for each SGLang counts file in `<data>/deepseek-v3-sglang`, generate a trace
+ *    fitted to its counts (MoE layers 3..60) and report the per-layer marginal TVD (median, max)
+ *    and the generation time.
+ * 2. DeepSeek-V2-Lite: generate a trace with the real traces' token and request counts, fitted to
+ *    their per-layer marginals, and compare co-activation (pair-lift quantiles, fraction of pairs
+ *    with lift > 2 and < 0.5), cross-layer successor coverage and request affinity, layer by layer.
+ *
+ * Usage: `node dist/bench/generator-fidelity.js [--tokens=N] [--seed=N] [--topics=K ...]`; any
+ * `--<knob>=<value>` of `GenerateOptions` overrides the generator default (for tuning). The data
+ * folder is `$MOE_PLACER_DATA`, else `../shared/data`; missing parts are skipped.
+ * Prints a table and writes `bench/results/generator-fidelity.json`.
+ */
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { GENERATOR_DEFAULTS, generateTrace, marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage, type GenerateOptions } from '../src/generator.js';
+import { resolveModel } from '../src/presets.js';
+import type { Trace } from '../src/types.js';
+import { loadWorkload } from '../src/workload/index.js';
+import { countsOfTrace } from '../src/workload/tokens.js';
+
+type Knobs = Partial<Omit<GenerateOptions, 'model' | 'tokens' | 'seed' | 'counts' | 'requests'>>;
+
+function parseArgs(argv: string[]): { tokens: number; seed: number; knobs: Knobs } {
+  let tokens = 65536;
+  let seed = 1;
+  const knobs: Record<string, number> = {};
+  for (const a of argv) {
+    const m = /^--([A-Za-z]+)=(.+)$/.exec(a);
+    if (!m) throw new Error(`unrecognised argument ${a}`);
+    const v = Number(m[2]);
+    if (!Number.isFinite(v)) throw new Error(`--${m[1]} needs a number`);
+    if (m[1] === 'tokens') tokens = v;
+    else if (m[1] === 'seed') seed = v;
+    else if (m[1] in GENERATOR_DEFAULTS) knobs[m[1]] = v;
+    else throw new Error(`unknown knob --${m[1]}; known: tokens, seed, ${Object.keys(GENERATOR_DEFAULTS).join(', ')}`);
+  }
+  return { tokens, seed, knobs: knobs as Knobs };
+}
+
+function median(xs: ArrayLike<number>): number {
+  const s = Float64Array.from(xs).sort();
+  const n = s.length;
+  return n === 0 ? Number.NaN : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+function maxOf(xs: ArrayLike<number>): number {
+  let m = -Infinity;
+  for (let i = 0; i < xs.length; i++) m = Math.max(m, xs[i]);
+  return m;
+}
+
+const QS = [0.5, 0.9, 0.99] as const;
+
+interface CoactRow {
+  q50: number;
+  q90: number;
+  q99: number;
+  max: number;
+  fracAbove2: number;
+  fracBelowHalf: number;
+  successor20: number;
+  requestAffinity: number;
+  maxOverMean: number;
+}
+
+/** Co-activation figures of one layer. */
+function coact(trace: Trace, l: number): CoactRow {
+  const lift = pairLiftQuantiles(trace, l, QS);
+  const loads = new Float64Array(trace.numExperts);
+  const ex = trace.experts[l];
+  for (let i = 0; i < ex.length; i++) loads[ex[i]]++;
+  const mean = ex.length / trace.numExperts;
+  return {
+    q50: lift.quantiles[0],
+    q90: lift.quantiles[1],
+    q99: lift.quantiles[2],
+    max: lift.max,
+    fracAbove2: lift.fracAbove2,
+    fracBelowHalf: lift.fracBelowHalf,
+    successor20: l + 1 < trace.numLayers ? successorCoverage(trace, l, 0.2) : Number.NaN,
+    requestAffinity: requestAffinity(trace, l),
+    maxOverMean: maxOf(loads) / mean,
+  };
+}
+
+/** Median over layers of each field. */
+function summarise(rows: CoactRow[]): CoactRow {
+  const keys = Object.keys(rows[0]) as (keyof CoactRow)[];
+  const out = {} as CoactRow;
+  for (const key of keys) out[key] = median(rows.map((r) => r[key]).filter((v) => Number.isFinite(v)));
+  return out;
+}
+
+const f = (v: number, d = 3): string => (Number.isFinite(v) ? v.toFixed(d) : '-');
+const pad = (s: string, n: number): string => s.padStart(n);
+
+async function main(): Promise<void> {
+  const { tokens, seed, knobs } = parseArgs(process.argv.slice(2));
+  const dataDir = resolve(process.env.MOE_PLACER_DATA ?? '../shared/data');
+  const result: Record<string, unknown> = { tokens, seed, knobs: { ...GENERATOR_DEFAULTS, ...knobs }, dataDir };
+
+  // 1. DeepSeek-V3 marginals against the SGLang counts.
+  const v3 = resolveModel('deepseek-v3');
+  const sglangDir = join(dataDir, 'deepseek-v3-sglang');
+  const v3Rows: Record<string, unknown>[] = [];
+  if (existsSync(sglangDir)) {
+    console.log(`DeepSeek-V3: ${tokens} tokens x ${v3.moeLayerIds.length} MoE layers x top-${v3.topK}, fitted to each SGLang counts file`);
+    console.log(`${'file'.padEnd(28)} ${pad('tvd med', 8)} ${pad('tvd max', 8)} ${pad('raw med', 8)} ${pad('seconds', 8)}`);
+    for (const name of readdirSync(sglangDir).filter((n) => n.endsWith('.json')).sort()) {
+      const w = await loadWorkload(join(sglangDir, name), v3);
+      if (w.kind !== 'counts') throw new Error(`${name}: expected counts, got ${w.meta.format}`);
+      const t0 = performance.now();
+      const trace = generateTrace({ model: v3, tokens, seed, counts: w.counts, ...knobs });
+      const seconds = (performance.now() - t0) / 1000;
+      const tvd = marginalTvd(trace, w.counts);
+      // The same generator without fitting: how far the topic tilts alone move the marginals.
+      const raw = marginalTvd(generateTrace({ model: v3, tokens: Math.min(tokens, 16384), seed, counts: w.counts, ...knobs, fitRounds: 0 }), w.counts);
+      const row = { file: name, tvdMedian: median(tvd), tvdMax: maxOf(tvd), unfittedTvdMedian: median(raw), seconds };
+      v3Rows.push(row);
+      console.log(`${name.padEnd(28)} ${pad(f(row.tvdMedian, 4), 8)} ${pad(f(row.tvdMax, 4), 8)} ${pad(f(row.unfittedTvdMedian, 4), 8)} ${pad(f(seconds, 2), 8)}`);
+    }
+  } else console.log(`skipped DeepSeek-V3: ${sglangDir} not found`);
+  result.deepseekV3 = v3Rows;
+
+  // 2. DeepSeek-V2-Lite co-activation against the real traces.
+  const lite = resolveModel('deepseek-v2-lite');
+  const liteDir = join(dataDir, 'deepseek-v2-lite-traces');
+  if (existsSync(liteDir)) {
+    const t0 = performance.now();
+    const w = await loadWorkload(liteDir, lite);
+    if (w.kind !== 'trace') throw new Error('expected the V2-Lite traces to read as a trace');
+    const real = w.trace;
+    const readSeconds = (performance.now() - t0) / 1000;
+    const counts = countsOfTrace(real);
+    const t1 = performance.now();
+    const gen = generateTrace({ model: lite, tokens: real.numTokens, requests: real.numRequests, seed, counts, ...knobs });
+    const genSeconds = (performance.now() - t1) / 1000;
+    const tvd = marginalTvd(gen, counts);
+    const realRows: CoactRow[] = [];
+    const genRows: CoactRow[] = [];
+    for (let l = 0; l < lite.moeLayerIds.length; l++) {
+      realRows.push(coact(real, l));
+      genRows.push(coact(gen, l));
+    }
+    const mid = 12; // engine layer 13, the "middle layer" of the data README
+    console.log(
+      `\nDeepSeek-V2-Lite: ${real.numTokens} tokens in ${real.numRequests} requests (read ${f(readSeconds, 1)} s); generated in ${f(genSeconds, 2)} s, marginal TVD median ${f(median(tvd), 4)} max ${f(maxOf(tvd), 4)}`,
+    );
+    const cols: (keyof CoactRow)[] = ['q50', 'q90', 'q99', 'max', 'fracAbove2', 'fracBelowHalf', 'successor20', 'requestAffinity', 'maxOverMean'];
+    console.log(`${'pair lift / locality'.padEnd(26)} ${cols.map((c) => pad(c.replace('fraction', ''), 11)).join(' ')}`);
+    const line = (label: string, r: CoactRow): void => console.log(`${label.padEnd(26)} ${cols.map((c) => pad(f(r[c]), 11)).join(' ')}`);
+    line('real, layer 13', realRows[mid]);
+    line('generated, layer 13', genRows[mid]);
+    line('real, median of layers', summarise(realRows));
+    line('generated, median of layers', summarise(genRows));
+    result.deepseekV2Lite = {
+      tokens: real.numTokens,
+      requests: real.numRequests,
+      generateSeconds: genSeconds,
+      marginalTvdMedian: median(tvd),
+      marginalTvdMax: maxOf(tvd),
+      real: { layer13: realRows[mid], medianOfLayers: summarise(realRows), perLayer: realRows },
+      generated: { layer13: genRows[mid], medianOfLayers: summarise(genRows), perLayer: genRows },
+    };
+  } else console.log(`skipped DeepSeek-V2-Lite: ${liteDir} not found`);
+
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync('bench/results/generator-fidelity.json', JSON.stringify(result, null, 2) + '\n');
+  console.log('\nwrote bench/results/generator-fidelity.json');
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

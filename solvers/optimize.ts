@@ -1,0 +1,192 @@
+/**
+ * `optimize`: the default solver. Indexes the workload into per-layer weighted token sets and
+ * demand chunks, solves every layer (src/search/layer.ts) in this thread or over a piscina pool of
+ * worker threads, and assembles the plan. Each layer's seed is derived from (seed, layer), so the
+ * plan is the same for any worker count unless the time limit cuts a search short.
+ */
+import { setMaxListeners } from 'node:events';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { SolverError } from '../src/errors.js';
+import { deriveSeed, Rng } from '../src/rng.js';
+import { balanceTask, solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
+import type { Placement, TokenSets } from '../src/types.js';
+import { compressTokenSets, tokenSetsOfLayer } from '../src/workload/tokens.js';
+import { sampleTokensFromCounts } from '../src/workload/sample.js';
+import type { Solver, SolveInput, SolveResult } from './types.js';
+
+/** Default annealing proposals per layer and candidate, per expert of the model. */
+export const DEFAULT_PROPOSALS_PER_EXPERT = 400;
+/** Tokens sampled per layer to stand in for co-activation when the workload is counts only. */
+export const DEFAULT_SAMPLE_TOKENS = 16384;
+
+/** Disjoint samples of the requests (request mod B) every plan must also be balanced on. */
+export const DEFAULT_LOAD_SAMPLES = 4;
+
+export interface OptimizeOptions {
+  proposalsPerExpert?: number;
+  sampleTokens?: number;
+  loadSamples?: number;
+}
+
+/** Build the per-layer tasks (the index stage). */
+export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): LayerTask[] {
+  const { model, cluster, shape, workload } = input;
+  const E = model.experts;
+  const NG = shape.numGpus;
+  const L = model.moeLayerIds.length;
+  const tasks: LayerTask[] = [];
+  for (let l = 0; l < L; l++) {
+    const seed = deriveSeed(input.seed, l);
+    let sets: TokenSets;
+    const chunkLoad = new Float64Array(NG * E);
+    let sampleLoad = new Float64Array(0);
+    if (workload.kind === 'trace') {
+      const tr = workload.trace;
+      const B = Math.min(opts.loadSamples ?? DEFAULT_LOAD_SAMPLES, tr.numRequests);
+      if (B > 1) {
+        sampleLoad = new Float64Array(B * E);
+        const ex = tr.experts[l];
+        for (let t = 0; t < tr.numTokens; t++) {
+          const row = (tr.request[t] % B) * E;
+          const w = tr.weight ? tr.weight[t] : 1;
+          for (let j = 0; j < tr.topK; j++) sampleLoad[row + ex[t * tr.topK + j]] += w;
+        }
+      }
+      const raw = tokenSetsOfLayer(tr, l, NG);
+      sets = compressTokenSets(raw);
+      // Demand is planned as its expectation: each source sends expert e an equal share of e's
+      // load. Which requests land on which source GPU is an accident of the trace; fitting the
+      // dispatch to it does not carry over to unseen tokens.
+      const total = new Float64Array(E);
+      for (let i = 0; i < sets.n; i++) for (let j = 0; j < sets.k; j++) total[sets.experts[i * sets.k + j]] += sets.weight[i];
+      for (let s = 0; s < NG; s++) for (let e = 0; e < E; e++) chunkLoad[s * E + e] = total[e] / NG;
+    } else {
+      const counts = workload.counts.counts[l];
+      for (let s = 0; s < NG; s++) for (let e = 0; e < E; e++) chunkLoad[s * E + e] = counts[e] / NG;
+      const needSets = input.objective !== 'balance' && shape.nodes > 1;
+      const n = needSets ? (opts.sampleTokens ?? DEFAULT_SAMPLE_TOKENS) : 0;
+      sets = compressTokenSets(sampleTokensFromCounts(counts, model.topK, n, NG, new Rng(deriveSeed(seed, 1))));
+    }
+    tasks.push({
+      layer: l,
+      seed,
+      numExperts: E,
+      nodes: shape.nodes,
+      gpusPerNode: shape.gpusPerNode,
+      slotsPerGpu: shape.slotsPerGpu,
+      mode: input.mode,
+      objective: input.objective,
+      eps: input.eps ?? 0.02,
+      k: sets.k,
+      experts: sets.experts,
+      source: sets.source,
+      weight: sets.weight,
+      chunkLoad,
+      sampleLoad,
+      iterations: (opts.proposalsPerExpert ?? DEFAULT_PROPOSALS_PER_EXPERT) * E,
+      model,
+      cluster,
+    });
+  }
+  return tasks;
+}
+
+/** Path of the compiled worker entry (next to this file when compiled, under dist/ from source). */
+export function workerPath(): string {
+  const here = import.meta.url;
+  const url = here.endsWith('.ts') ? new URL('../dist/solvers/worker.js', here) : new URL('./worker.js', here);
+  const path = fileURLToPath(url);
+  if (!existsSync(path)) throw new SolverError(`worker entry ${path} is missing: run \`npm run build\` first`);
+  return path;
+}
+
+async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ results: (LayerResult | null)[]; interrupted: boolean }> {
+  const results: (LayerResult | null)[] = new Array(tasks.length).fill(null);
+  const workers = Math.max(1, input.workers ?? 1);
+  let done = 0;
+  const report = (r: LayerResult): void => {
+    done++;
+    input.onProgress?.({ stage: `layer ${r.layer} (${r.chosen})`, fraction: done / tasks.length });
+  };
+  if (workers === 1 || tasks.length === 1) {
+    for (const t of tasks) {
+      if (input.signal?.aborted) return { results, interrupted: true };
+      results[t.layer] = solveLayer(t);
+      report(results[t.layer]!);
+    }
+    return { results, interrupted: false };
+  }
+  const pool = new Piscina({ filename: workerPath(), minThreads: workers, maxThreads: workers, idleTimeout: 1000 });
+  const abort = new AbortController();
+  setMaxListeners(0, abort.signal);
+  const onAbort = (): void => abort.abort();
+  input.signal?.addEventListener('abort', onAbort);
+  try {
+    const runOne = async (t: LayerTask, attempt: number): Promise<void> => {
+      // Typed arrays are copied once here and their buffers transferred (not cloned) to the worker.
+      const copy = { ...t, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice(), chunkLoad: t.chunkLoad.slice() };
+      const transferList = [copy.experts.buffer, copy.source.buffer, copy.weight.buffer, copy.chunkLoad.buffer];
+      try {
+        const r = (await pool.run(copy, { signal: abort.signal, transferList })) as LayerResult;
+        results[t.layer] = r;
+        report(r);
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        if (attempt === 0) return runOne(t, 1);
+        throw new SolverError(`worker failed on layer ${t.layer} (seed ${t.seed}) twice: ${(err as Error)?.message ?? err}`, { layer: t.layer, seed: t.seed });
+      }
+    };
+    await Promise.all(tasks.map((t) => runOne(t, 0)));
+    return { results, interrupted: abort.signal.aborted };
+  } finally {
+    input.signal?.removeEventListener('abort', onAbort);
+    await pool.destroy();
+  }
+}
+
+export async function optimize(input: SolveInput, opts: OptimizeOptions = {}): Promise<SolveResult> {
+  const started = Date.now();
+  const tasks = buildLayerTasks(input, opts);
+  if (input.timeLimitSeconds !== undefined) {
+    // Leave a margin for assembly and evaluation; every layer search stops at the deadline.
+    const deadline = started + input.timeLimitSeconds * 1000 * 0.85;
+    for (const t of tasks) t.deadline = deadline;
+  }
+  input.onProgress?.({ stage: 'index', fraction: 0 });
+  const { results, interrupted } = await runTasks(tasks, input);
+  const { shape } = input;
+  const E = input.model.experts;
+  const phy2log: Int32Array[] = [];
+  const dispatch: Int32Array[] = [];
+  const chosen: Record<string, number> = {};
+  for (let l = 0; l < tasks.length; l++) {
+    let r = results[l];
+    if (!r) {
+      // Interrupted before this layer was solved: fall back to its balanced layout.
+      const b = balanceTask(tasks[l]);
+      phy2log.push(b.phy2log);
+      dispatch.push(b.dispatch);
+      chosen['balance (interrupted)'] = (chosen['balance (interrupted)'] ?? 0) + 1;
+      continue;
+    }
+    phy2log.push(r.phy2log);
+    dispatch.push(r.dispatch);
+    const key = r.chosen.split(' ')[0];
+    chosen[key] = (chosen[key] ?? 0) + 1;
+    r = null;
+  }
+  const placement: Placement = { numLayers: tasks.length, numExperts: E, shape, phy2log, dispatch };
+  return {
+    placement,
+    interrupted,
+    info: { layers: tasks.length, chosen, wallSeconds: (Date.now() - started) / 1000 },
+  };
+}
+
+export const optimizeSolver: Solver = {
+  name: 'optimize',
+  description: 'LP-bounded local search: balanced packing, node-level annealing for traffic, packing inside nodes (default)',
+  solve: (input) => optimize(input),
+};

@@ -1,0 +1,695 @@
+/**
+ * Seeded synthetic per-token routing traces with the structure of real MoE routing, and the
+ * fidelity measures that compare a trace with real data.
+ *
+ * Model of a token's routing (per MoE layer l):
+ * - every expert e has a target share `q[l][e]` (from a counts file, else a log-normal popularity
+ *   whose top 10% of experts take `skew` of the tokens, as in DeepSeek-V3's SGLang counts);
+ * - K latent topics; topic z tilts layer l's experts by `tilt[l][z][e] ~ Gamma(topicConcentration)`
+ *   (mean 1), raised to `topicStrength`. Experts favoured by one topic are used together, which
+ *   gives the co-activation clusters (pair lift) of real traces;
+ * - each request has a topic mixture ~ Dirichlet(requestConcentration); its tokens draw their
+ *   topic from it (request locality); going to the next layer a token keeps its topic, or redraws
+ *   it from its request's mixture with probability `topicDrift` (cross-layer correlation that fades
+ *   with distance);
+ * - the token picks k distinct experts with probability proportional to
+ *   `w[l][z][e] = exp(offset[l][e]) * tilt[l][z][e] ^ topicStrength` one after the other without
+ *   replacement (Plackett-Luce, the same law as Gumbel-top-k on log w). With expert groups it first
+ *   picks `topKGroups` distinct groups with probability proportional to their summed weight, then the
+ *   k experts inside them only (group-limited routing);
+ * - `offset[l]` is fitted so the layer's expert marginals match `q[l]`: a few rounds of
+ *   multiplicative correction `offset += log(q / observed)` on the same random stream (common random
+ *   numbers), stopping when the total variation distance falls below `fitTolerance`.
+ *
+ * Sampling draws from Walker alias tables (one uniform per draw), rejecting experts already chosen
+ * or outside the chosen groups; after 64 rejections it falls back to an exact scan. Everything lives
+ * in typed arrays allocated once per call.
+ */
+import { InputError } from './errors.js';
+import { Rng, deriveSeed } from './rng.js';
+import type { Model } from './schemas.js';
+import type { Counts, Trace } from './types.js';
+
+export interface GenerateOptions {
+  model: Model;
+  /** Tokens T (>= 1). */
+  tokens: number;
+  seed: number;
+  /** Target per-layer expert marginals [L][E]; default a log-normal popularity (see `skew`). */
+  counts?: Counts;
+  /** Requests the tokens are split into (sizes log-normal); default max(1, round(T / 128)). */
+  requests?: number;
+  /** Latent topics K. Default 24. */
+  topics?: number;
+  /** Gamma shape of each topic's per-expert tilt; smaller = sharper topics. Default 0.5. */
+  topicConcentration?: number;
+  /** Exponent applied to the tilt; 0 = no co-activation structure. Default 1.4. */
+  topicStrength?: number;
+  /** Dirichlet concentration of a request's topic mixture; smaller = fewer topics per request. Default 0.3. */
+  requestConcentration?: number;
+  /** Probability that a token redraws its topic from one layer to the next. Default 0.35. */
+  topicDrift?: number;
+  /** Log-normal sigma of request sizes. Default 1.2. */
+  requestSizeSigma?: number;
+  /** Without counts: share of routed tokens taken by the top 10% of experts. Default 0.3. */
+  skew?: number;
+  /** Most marginal-fitting rounds per layer (0 = no fitting). Default 8. */
+  fitRounds?: number;
+  /** Stop fitting a layer once its marginal TVD to the target is below this. Default 0.002. */
+  fitTolerance?: number;
+}
+
+/** Defaults of the tuning knobs (calibrated against the DeepSeek-V2-Lite traces, see bench/generator-fidelity.ts). */
+export const GENERATOR_DEFAULTS = {
+  topics: 24,
+  topicConcentration: 0.5,
+  topicStrength: 1.4,
+  requestConcentration: 0.3,
+  topicDrift: 0.35,
+  requestSizeSigma: 1.2,
+  skew: 0.3,
+  fitRounds: 8,
+  fitTolerance: 0.002,
+} as const;
+
+const OFFSET_LIMIT = 40;
+/** Smallest expert weight, so every expert stays drawable (no zero-mass blocks). */
+const MIN_WEIGHT = 1e-250;
+
+function checkNumber(name: string, v: number, ok: (x: number) => boolean, what: string): void {
+  if (!Number.isFinite(v) || !ok(v)) throw new InputError(`generator.${name}: must be ${what}, got ${v}`);
+}
+
+/** Inverse of the standard normal CDF (Acklam's rational approximation, relative error < 1.2e-9). */
+export function normalQuantile(p: number): number {
+  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628277459239];
+  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
+  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+  const plow = 0.02425;
+  if (p < plow) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  if (p > 1 - plow) {
+    const q = Math.sqrt(-2 * Math.log(1 - p));
+    return -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  const q = p - 0.5;
+  const r = q * q;
+  return ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+}
+
+/**
+ * [E] log-normal popularity (sums to 1) whose top 10% of experts hold about `skew` of the mass:
+ * deterministic quantiles exp(sigma * Phi^-1((i + 0.5) / E)) with sigma = z_0.9 - Phi^-1(1 - skew),
+ * assigned to experts in a random order.
+ */
+export function lognormalPopularity(numExperts: number, skew: number, rng: Rng): Float64Array {
+  const sigma = Math.max(0, normalQuantile(0.9) - normalQuantile(1 - skew));
+  const w = new Float64Array(numExperts);
+  let sum = 0;
+  for (let i = 0; i < numExperts; i++) {
+    w[i] = Math.exp(sigma * normalQuantile((i + 0.5) / numExperts));
+    sum += w[i];
+  }
+  for (let i = 0; i < numExperts; i++) w[i] /= sum;
+  return rng.shuffle(w);
+}
+
+/**
+ * Shape of the sampler. Experts are cut into `nb` contiguous blocks (the expert groups when the
+ * model has them, else blocks of ~sqrt(E)); block b holds experts `bstart[b] .. bstart[b+1])`.
+ */
+interface Dims {
+  T: number;
+  E: number;
+  k: number;
+  K: number;
+  /** Group-limited routing: blocks are the groups and `topKGroups` of them are chosen first. */
+  grouped: boolean;
+  topKGroups: number;
+  nb: number;
+  /** [nb+1] first expert of each block. */
+  bstart: Int32Array;
+}
+
+/** Everything one layer's sampling needs; allocated once per `generateTrace` call. */
+interface LayerBuffers {
+  /** [K*E] expert weights per topic. */
+  w: Float64Array;
+  /** [K*nb] summed weight of each block per topic. */
+  bsum: Float64Array;
+  /** [nb] per-token scratch: weight left in each block. */
+  bs: Float64Array;
+  /** [nb] per-token scratch: experts left in each block (0 = block closed). */
+  bcount: Int32Array;
+  /** [E] stamp of the token that last chose expert e. */
+  stamp: Int32Array;
+  /** [E] routed tokens per expert in the last sample. */
+  observed: Float64Array;
+  /** Uniforms for a chunk of tokens (topKGroups + k per token). */
+  uni: Float64Array;
+}
+
+/**
+ * Sample one layer: `out[t*k + j]` = j-th expert of token t, drawn without replacement with
+ * probability proportional to `w[topic[t]][e]` among the experts left (and, for group-limited
+ * models, inside the `topKGroups` groups drawn first the same way by group weight). Exact two-level
+ * search (block, then expert), no rejection: every token consumes exactly topKGroups + k uniforms,
+ * so replaying one stream with changed weights changes few draws (common random numbers).
+ * Fills `buf.observed`.
+ */
+function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: LayerBuffers, rng: Rng): void {
+  const { T, E, k, grouped, topKGroups, nb, bstart } = dims;
+  const { w, bsum, bs, bcount, stamp, observed, uni } = buf;
+  const per = (grouped ? topKGroups : 0) + k;
+  const chunk = Math.floor(uni.length / per);
+  observed.fill(0);
+  stamp.fill(-1);
+  let ui = 0;
+  for (let t = 0; t < T; t++) {
+    if (t % chunk === 0) {
+      rng.fillUniform(uni.subarray(0, Math.min(chunk, T - t) * per));
+      ui = 0;
+    }
+    const z = topic[t];
+    const base = z * E;
+    const bb = z * nb;
+    if (grouped) {
+      // Draw topKGroups distinct groups by group weight; bcount marks them (1 = chosen).
+      let gtotal = 0;
+      for (let b = 0; b < nb; b++) {
+        bs[b] = bsum[bb + b];
+        bcount[b] = 0;
+        gtotal += bs[b];
+      }
+      for (let j = 0; j < topKGroups; j++) {
+        let u = uni[ui++] * gtotal;
+        let pick = -1;
+        for (let b = 0; b < nb; b++) {
+          if (bcount[b] !== 0) continue;
+          pick = b;
+          if (u < bs[b]) break;
+          u -= bs[b];
+        }
+        bcount[pick] = 1;
+        gtotal -= bs[pick];
+        if (gtotal < 0) gtotal = 0;
+      }
+      for (let b = 0; b < nb; b++) {
+        if (bcount[b] !== 0) {
+          bs[b] = bsum[bb + b];
+          bcount[b] = bstart[b + 1] - bstart[b];
+        } else bs[b] = 0;
+      }
+    } else {
+      for (let b = 0; b < nb; b++) {
+        bs[b] = bsum[bb + b];
+        bcount[b] = bstart[b + 1] - bstart[b];
+      }
+    }
+    const row = t * k;
+    for (let j = 0; j < k; j++) {
+      let total = 0;
+      for (let b = 0; b < nb; b++) total += bs[b];
+      let u = uni[ui++] * total;
+      let blk = -1;
+      for (let b = 0; b < nb; b++) {
+        if (bcount[b] === 0) continue;
+        blk = b;
+        if (u < bs[b]) break;
+        u -= bs[b];
+      }
+      let e = -1;
+      const end = bstart[blk + 1];
+      for (let i = bstart[blk]; i < end; i++) {
+        if (stamp[i] === t) continue;
+        e = i;
+        u -= w[base + i];
+        if (u < 0) break;
+      }
+      stamp[e] = t;
+      out[row + j] = e;
+      observed[e]++;
+      if (--bcount[blk] === 0) bs[blk] = 0;
+      else {
+        const left = bs[blk] - w[base + e];
+        bs[blk] = left > 0 ? left : 0;
+      }
+    }
+  }
+}
+
+/**
+ * Rosen's successive-sampling approximation of the inclusion probabilities of drawing k of n
+ * items without replacement with probability proportional to p: pi_e = 1 - exp(-lambda p_e) with
+ * sum pi = k. Writes pi into `pi[off..off+n)`; returns lambda. Requires k < (items with p > 0).
+ */
+function inclusionApprox(p: Float64Array, off: number, n: number, k: number, pi: Float64Array): number {
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += p[off + i];
+  let lambda = k / sum;
+  for (let iter = 0; iter < 50; iter++) {
+    let f = -k;
+    let df = 0;
+    for (let i = 0; i < n; i++) {
+      const x = Math.exp(-lambda * p[off + i]);
+      f += 1 - x;
+      df += p[off + i] * x;
+    }
+    if (df <= 0) break;
+    const step = f / df;
+    lambda -= step;
+    if (Math.abs(step) <= 1e-9 * lambda) break;
+  }
+  for (let i = 0; i < n; i++) pi[off + i] = 1 - Math.exp(-lambda * p[off + i]);
+  return lambda;
+}
+
+/** [R] request sizes summing to T, each >= 1, log-normal with sigma. */
+function requestSizes(T: number, R: number, sigma: number, rng: Rng): Uint32Array {
+  const raw = new Float64Array(R);
+  let sum = 0;
+  for (let r = 0; r < R; r++) {
+    raw[r] = Math.exp(sigma * rng.normal());
+    sum += raw[r];
+  }
+  const sizes = new Uint32Array(R);
+  const spare = T - R;
+  let cum = 0;
+  let prev = 0;
+  for (let r = 0; r < R; r++) {
+    cum += raw[r];
+    const b = r === R - 1 ? spare : Math.min(spare, Math.round((cum / sum) * spare));
+    sizes[r] = 1 + b - prev;
+    prev = b;
+  }
+  return sizes;
+}
+
+/** [E] target shares of layer l (sum 1), each capped at 1/k (an expert cannot be in a token twice). */
+function targetShares(row: ArrayLike<number>, E: number, k: number, where: string): Float64Array {
+  const q = new Float64Array(E);
+  let sum = 0;
+  for (let e = 0; e < E; e++) {
+    const v = row[e];
+    if (!(v >= 0) || !Number.isFinite(v)) throw new InputError(`${where}[${e}]: count must be a finite non-negative number, got ${v}`);
+    q[e] = v;
+    sum += v;
+  }
+  if (!(sum > 0)) throw new InputError(`${where}: all counts are zero`);
+  for (let e = 0; e < E; e++) q[e] /= sum;
+  // Water-fill: shares above 1/k are infeasible for k distinct experts per token.
+  const cap = 1 / k;
+  for (let iter = 0; iter < E; iter++) {
+    let excess = 0;
+    let freeMass = 0;
+    for (let e = 0; e < E; e++) {
+      if (q[e] > cap) {
+        excess += q[e] - cap;
+        q[e] = cap;
+      } else if (q[e] < cap) freeMass += q[e];
+    }
+    if (excess <= 1e-15 || freeMass <= 0) break;
+    for (let e = 0; e < E; e++) if (q[e] < cap) q[e] += (excess * q[e]) / freeMass;
+  }
+  return q;
+}
+
+/** Total variation distance between a count vector (normalised here) and shares q (sum 1). */
+function tvdToShares(observed: Float64Array, q: Float64Array): number {
+  let sum = 0;
+  for (let e = 0; e < q.length; e++) sum += observed[e];
+  if (sum === 0) return 1;
+  let d = 0;
+  for (let e = 0; e < q.length; e++) d += Math.abs(observed[e] / sum - q[e]);
+  return d / 2;
+}
+
+/**
+ * Generate a synthetic trace for `opts.model`: T tokens in R requests, every MoE layer's top-k
+ * expert ids in gate order (the Plackett-Luce draw order). Same options and seed give the same
+ * trace. Tokens carry no rank (-1) and weight 1.
+ */
+export function generateTrace(opts: GenerateOptions): Trace {
+  const { model, seed } = opts;
+  const T = opts.tokens;
+  const L = model.moeLayerIds.length;
+  const E = model.experts;
+  const k = model.topK;
+  checkNumber('tokens', T, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
+  checkNumber('seed', seed, (x) => Number.isInteger(x), 'an integer');
+  if (E > 65536) throw new InputError(`model.experts: the generator handles at most 65536 experts, got ${E}`);
+  const R = opts.requests ?? Math.max(1, Math.round(T / 128));
+  checkNumber('requests', R, (x) => Number.isInteger(x) && x >= 1 && x <= T, `an integer in 1..${T}`);
+  const K = opts.topics ?? GENERATOR_DEFAULTS.topics;
+  checkNumber('topics', K, (x) => Number.isInteger(x) && x >= 1 && x <= 65535, 'an integer in 1..65535');
+  const alpha = opts.topicConcentration ?? GENERATOR_DEFAULTS.topicConcentration;
+  checkNumber('topicConcentration', alpha, (x) => x > 0, 'positive');
+  const strength = opts.topicStrength ?? GENERATOR_DEFAULTS.topicStrength;
+  checkNumber('topicStrength', strength, (x) => x >= 0, 'non-negative');
+  const beta = opts.requestConcentration ?? GENERATOR_DEFAULTS.requestConcentration;
+  checkNumber('requestConcentration', beta, (x) => x > 0, 'positive');
+  const drift = opts.topicDrift ?? GENERATOR_DEFAULTS.topicDrift;
+  checkNumber('topicDrift', drift, (x) => x >= 0 && x <= 1, 'in [0, 1]');
+  const sizeSigma = opts.requestSizeSigma ?? GENERATOR_DEFAULTS.requestSizeSigma;
+  checkNumber('requestSizeSigma', sizeSigma, (x) => x >= 0, 'non-negative');
+  const skew = opts.skew ?? GENERATOR_DEFAULTS.skew;
+  checkNumber('skew', skew, (x) => x > 0 && x < 1, 'in (0, 1)');
+  const fitRounds = opts.fitRounds ?? GENERATOR_DEFAULTS.fitRounds;
+  checkNumber('fitRounds', fitRounds, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+  const fitTolerance = opts.fitTolerance ?? GENERATOR_DEFAULTS.fitTolerance;
+  checkNumber('fitTolerance', fitTolerance, (x) => x >= 0, 'non-negative');
+  const counts = opts.counts;
+  if (counts !== undefined && (counts.numLayers !== L || counts.numExperts !== E || counts.counts.length !== L)) {
+    throw new InputError(
+      `generator.counts: shape [${counts.numLayers}][${counts.numExperts}] does not match ${model.name} (${L} MoE layers x ${E} experts)`,
+    );
+  }
+  const grouped = model.groups !== undefined && model.groups > 1 && (model.topKGroups ?? model.groups) < model.groups;
+  const nb = grouped ? (model.groups as number) : Math.ceil(E / Math.max(1, Math.round(Math.sqrt(E))));
+  const bstart = new Int32Array(nb + 1);
+  const blockSize = grouped ? E / nb : Math.max(1, Math.round(Math.sqrt(E)));
+  for (let b = 0; b <= nb; b++) bstart[b] = Math.min(E, b * blockSize);
+  const dims: Dims = { T, E, k, K, grouped, topKGroups: grouped ? (model.topKGroups as number) : nb, nb, bstart };
+
+  // Requests: sizes, token -> request, and each request's topic CDF [R][K].
+  const setupRng = new Rng(deriveSeed(seed, 0x5e7, 0));
+  const sizes = requestSizes(T, R, sizeSigma, setupRng);
+  const request = new Uint32Array(T);
+  for (let r = 0, t = 0; r < R; r++) for (let i = 0; i < sizes[r]; i++) request[t++] = r;
+  const mixCdf = new Float64Array(R * K);
+  for (let r = 0; r < R; r++) {
+    let s = 0;
+    for (let z = 0; z < K; z++) {
+      const g = setupRng.gamma(beta);
+      mixCdf[r * K + z] = g;
+      s += g;
+    }
+    let c = 0;
+    for (let z = 0; z < K; z++) {
+      c += s > 0 ? mixCdf[r * K + z] / s : 1 / K;
+      mixCdf[r * K + z] = c;
+    }
+    mixCdf[r * K + K - 1] = 1;
+  }
+  const topicRng = new Rng(deriveSeed(seed, 0x70c, 0));
+  const drawTopic = (r: number): number => {
+    const u = topicRng.next();
+    const off = r * K;
+    let lo = 0;
+    let hi = K - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (mixCdf[off + mid] > u) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  const topic = new Uint16Array(T);
+
+  const buf: LayerBuffers = {
+    w: new Float64Array(K * E),
+    bsum: new Float64Array(K * nb),
+    bs: new Float64Array(nb),
+    bcount: new Int32Array(nb),
+    stamp: new Int32Array(E),
+    observed: new Float64Array(E),
+    uni: new Float64Array(4096 * ((grouped ? dims.topKGroups : 0) + k)),
+  };
+  const tiltPow = new Float64Array(K * E);
+  const offset = new Float64Array(E);
+  const pi = new Float64Array(K * E);
+  const topicFreq = new Float64Array(K);
+  const experts: Uint16Array[] = [];
+  const total = T * k;
+
+  /** Fill buf.w (and block sums) from the offsets: w = exp(offset) * tilt^strength, floored. */
+  const setWeights = (): void => {
+    for (let z = 0; z < K; z++) {
+      const base = z * E;
+      for (let e = 0; e < E; e++) buf.w[base + e] = Math.max(MIN_WEIGHT, Math.exp(offset[e]) * tiltPow[base + e]);
+      for (let b = 0; b < nb; b++) {
+        let s = 0;
+        for (let e = bstart[b]; e < bstart[b + 1]; e++) s += buf.w[base + e];
+        buf.bsum[z * nb + b] = s;
+      }
+    }
+  };
+
+  for (let l = 0; l < L; l++) {
+    // Topics of this layer's tokens: first layer from the request mixture, then keep or redraw.
+    topicFreq.fill(0);
+    for (let t = 0; t < T; t++) {
+      if (l === 0 || (drift > 0 && topicRng.next() < drift)) topic[t] = drawTopic(request[t]);
+      topicFreq[topic[t]]++;
+    }
+    const layerRng = new Rng(deriveSeed(seed, l, 1));
+    const q =
+      counts !== undefined
+        ? targetShares(counts.counts[l], E, k, `generator.counts[${l}]`)
+        : targetShares(lognormalPopularity(E, skew, layerRng), E, k, `generator.popularity[${l}]`);
+    // Topic tilts: Gamma(alpha) per expert, normalised to mean 1 per topic, raised to strength.
+    for (let z = 0; z < K; z++) {
+      let s = 0;
+      for (let e = 0; e < E; e++) {
+        const g = layerRng.gamma(alpha);
+        tiltPow[z * E + e] = g;
+        s += g;
+      }
+      const mean = s / E;
+      for (let e = 0; e < E; e++) {
+        const v = mean > 0 ? tiltPow[z * E + e] / mean : 1;
+        tiltPow[z * E + e] = strength === 0 ? 1 : Math.pow(v, strength);
+      }
+    }
+    for (let e = 0; e < E; e++) offset[e] = q[e] > 0 ? Math.log(q[e]) : -OFFSET_LIMIT;
+    // Pre-fit without sampling: marginals predicted by Rosen's approximation per topic, mixed by
+    // this layer's topic frequencies (group limits ignored; the sampled rounds correct the rest).
+    if (k < E) {
+      for (let iter = 0; iter < 30; iter++) {
+        setWeights();
+        buf.observed.fill(0);
+        for (let z = 0; z < K; z++) {
+          if (topicFreq[z] === 0) continue;
+          inclusionApprox(buf.w, z * E, E, k, pi);
+          for (let e = 0; e < E; e++) buf.observed[e] += topicFreq[z] * pi[z * E + e];
+        }
+        let worst = 0;
+        for (let e = 0; e < E; e++) {
+          const obs = buf.observed[e] / total;
+          const step = Math.log((q[e] + 1e-12) / (obs + 1e-12));
+          worst = Math.max(worst, Math.abs(step));
+          offset[e] = Math.max(-OFFSET_LIMIT, Math.min(OFFSET_LIMIT, offset[e] + step));
+        }
+        if (worst < 1e-3) break;
+      }
+    }
+    const out = new Uint16Array(T * k);
+    const sampleSeed = deriveSeed(seed, l, 2);
+    for (let round = 0; ; round++) {
+      setWeights();
+      // Common random numbers: every round replays the same stream, so rounds differ only by weights.
+      sampleLayer(out, topic, dims, buf, new Rng(sampleSeed));
+      if (round >= fitRounds || tvdToShares(buf.observed, q) <= fitTolerance) break;
+      for (let e = 0; e < E; e++) {
+        const obs = buf.observed[e] / total;
+        const step = Math.log((q[e] + 0.5 / total) / (obs + 0.5 / total));
+        offset[e] = Math.max(-OFFSET_LIMIT, Math.min(OFFSET_LIMIT, offset[e] + step));
+      }
+    }
+    experts.push(out);
+  }
+
+  return {
+    numLayers: L,
+    numExperts: E,
+    topK: k,
+    numTokens: T,
+    numRequests: R,
+    request,
+    rank: new Int32Array(T).fill(-1),
+    weight: null,
+    experts,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fidelity measures
+// ---------------------------------------------------------------------------------------------
+
+/** [E] routed (token, expert) weight of layer l. */
+function layerLoads(trace: Trace, l: number): Float64Array {
+  const { numTokens: T, topK: k, numExperts: E } = trace;
+  const ex = trace.experts[l];
+  const out = new Float64Array(E);
+  for (let t = 0; t < T; t++) {
+    const w = trace.weight ? trace.weight[t] : 1;
+    for (let j = 0; j < k; j++) out[ex[t * k + j]] += w;
+  }
+  return out;
+}
+
+/** [L] total variation distance between each layer's expert marginals in `trace` and in `counts`. */
+export function marginalTvd(trace: Trace, counts: Counts): Float64Array {
+  if (counts.numLayers !== trace.numLayers || counts.numExperts !== trace.numExperts) {
+    throw new InputError(
+      `marginalTvd: counts [${counts.numLayers}][${counts.numExperts}] vs trace [${trace.numLayers}][${trace.numExperts}]`,
+    );
+  }
+  const out = new Float64Array(trace.numLayers);
+  for (let l = 0; l < trace.numLayers; l++) {
+    const loads = layerLoads(trace, l);
+    const row = counts.counts[l];
+    let sum = 0;
+    for (let e = 0; e < row.length; e++) sum += row[e];
+    const q = new Float64Array(row.length);
+    for (let e = 0; e < row.length; e++) q[e] = sum > 0 ? row[e] / sum : 0;
+    out[l] = tvdToShares(loads, q);
+  }
+  return out;
+}
+
+export interface PairLiftStats {
+  /** Quantiles of lift over the supported pairs, in the order of `qs`. */
+  quantiles: number[];
+  max: number;
+  /** Fraction of supported pairs with lift > 2. */
+  fracAbove2: number;
+  /** Fraction of supported pairs with lift < 0.5. */
+  fracBelowHalf: number;
+  /** Pairs with enough support (expected co-occurrences >= minExpected). */
+  pairs: number;
+}
+
+/**
+ * Co-activation lift of expert pairs in layer l: lift(i, j) = P(i and j in one token) /
+ * (P(i) P(j)), P = fraction of tokens (weighted) using the expert. Only pairs whose expected
+ * co-occurrence under independence, T * P(i) * P(j), is at least `minExpected` count.
+ * Quantiles use linear interpolation between order statistics.
+ */
+export function pairLiftQuantiles(trace: Trace, layer: number, qs: readonly number[], minExpected = 5): PairLiftStats {
+  const { numTokens: T, topK: k, numExperts: E } = trace;
+  const ex = trace.experts[layer];
+  const single = new Float64Array(E);
+  const pair = new Float64Array(E * E);
+  let W = 0;
+  for (let t = 0; t < T; t++) {
+    const w = trace.weight ? trace.weight[t] : 1;
+    W += w;
+    const row = t * k;
+    for (let a = 0; a < k; a++) {
+      const ea = ex[row + a];
+      single[ea] += w;
+      for (let b = a + 1; b < k; b++) {
+        const eb = ex[row + b];
+        if (ea < eb) pair[ea * E + eb] += w;
+        else pair[eb * E + ea] += w;
+      }
+    }
+  }
+  const lifts: number[] = [];
+  for (let i = 0; i < E; i++) {
+    for (let j = i + 1; j < E; j++) {
+      const pi = single[i] / W;
+      const pj = single[j] / W;
+      if (W * pi * pj < minExpected) continue;
+      lifts.push(pair[i * E + j] / W / (pi * pj));
+    }
+  }
+  const sorted = Float64Array.from(lifts).sort();
+  const n = sorted.length;
+  const quantile = (q: number): number => {
+    if (n === 0) return Number.NaN;
+    const pos = q * (n - 1);
+    const lo = Math.floor(pos);
+    const hi = Math.min(n - 1, lo + 1);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+  };
+  let above = 0;
+  let below = 0;
+  for (let i = 0; i < n; i++) {
+    if (sorted[i] > 2) above++;
+    if (sorted[i] < 0.5) below++;
+  }
+  return {
+    quantiles: qs.map(quantile),
+    max: n > 0 ? sorted[n - 1] : Number.NaN,
+    fracAbove2: n > 0 ? above / n : Number.NaN,
+    fracBelowHalf: n > 0 ? below / n : Number.NaN,
+    pairs: n,
+  };
+}
+
+/**
+ * Cross-layer correlation from layer l to l+1: over all (expert a in l, expert b in l+1) pairs of
+ * the same token, the share of transitions that go to each a's top `fraction` of successors
+ * (ceil(fraction * E) of them), summed over a. Independent layers give roughly the share the top
+ * `fraction` of experts hold; the DeepSeek-V2-Lite traces give ~0.43-0.56 at fraction 0.2.
+ */
+export function successorCoverage(trace: Trace, layer: number, fraction = 0.2): number {
+  const { numTokens: T, topK: k, numExperts: E } = trace;
+  if (layer + 1 >= trace.numLayers) throw new InputError(`successorCoverage: layer ${layer} has no next layer`);
+  const a = trace.experts[layer];
+  const b = trace.experts[layer + 1];
+  const trans = new Float64Array(E * E);
+  for (let t = 0; t < T; t++) {
+    const w = trace.weight ? trace.weight[t] : 1;
+    for (let i = 0; i < k; i++) {
+      const ea = a[t * k + i] * E;
+      for (let j = 0; j < k; j++) trans[ea + b[t * k + j]] += w;
+    }
+  }
+  const top = Math.max(1, Math.ceil(fraction * E));
+  let covered = 0;
+  let total = 0;
+  for (let e = 0; e < E; e++) {
+    const row = trans.subarray(e * E, e * E + E).slice().sort();
+    for (let i = 0; i < E; i++) total += row[i];
+    for (let i = E - top; i < E; i++) covered += row[i];
+  }
+  return total > 0 ? covered / total : 0;
+}
+
+/**
+ * Request locality of layer l: the expected number of experts two distinct tokens of the same
+ * request share, divided by the same for two distinct tokens of the whole trace (1 = no locality).
+ * Exact: sum over requests r and experts e of c_re (c_re - 1) over sum_r n_r (n_r - 1), against
+ * sum_e c_e (c_e - 1) / (T (T - 1)); token weights are ignored.
+ */
+export function requestAffinity(trace: Trace, layer: number): number {
+  const { numTokens: T, topK: k, numExperts: E } = trace;
+  const ex = trace.experts[layer];
+  // Tokens are not required to be grouped by request: count per (request, expert) sparsely by
+  // sorting token indices by request.
+  const order = new Uint32Array(T);
+  for (let t = 0; t < T; t++) order[t] = t;
+  order.sort((x, y) => trace.request[x] - trace.request[y] || x - y);
+  const cnt = new Float64Array(E);
+  const global = new Float64Array(E);
+  let within = 0;
+  let pairsWithin = 0;
+  let start = 0;
+  while (start < T) {
+    const r = trace.request[order[start]];
+    let end = start;
+    while (end < T && trace.request[order[end]] === r) end++;
+    cnt.fill(0);
+    for (let i = start; i < end; i++) {
+      const t = order[i];
+      for (let j = 0; j < k; j++) cnt[ex[t * k + j]]++;
+    }
+    for (let e = 0; e < E; e++) {
+      within += cnt[e] * (cnt[e] - 1);
+      global[e] += cnt[e];
+    }
+    const n = end - start;
+    pairsWithin += n * (n - 1);
+    start = end;
+  }
+  let all = 0;
+  for (let e = 0; e < E; e++) all += global[e] * (global[e] - 1);
+  if (pairsWithin === 0 || all === 0) return Number.NaN;
+  return within / pairsWithin / (all / (T * (T - 1)));
+}

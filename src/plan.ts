@@ -1,0 +1,501 @@
+/**
+ * The plan file (`"format": "moe-placer.plan/1"`, PlanSchema in schemas.ts): build it from a
+ * placement, write it atomically, read it back (full plans, or a minimal `{ "phy2log": ... }` when
+ * the model and cluster come from elsewhere) into a validated Placement.
+ *
+ * Serialisation is canonical: object keys in PlanSchema order, string-keyed records (options,
+ * digests, GPU sources) sorted, 2-space indentation with every array of numbers on one line. The
+ * same plan therefore always gives the same bytes, and read -> write reproduces a file exactly.
+ */
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { Evaluation } from './cost.js';
+import { InputError, type InputLocation } from './errors.js';
+import { dispatchOf, log2phyOf, logcntOf, validatePlacement } from './placement.js';
+import { PlanSchema, type Cluster, type Model, type PlanFile } from './schemas.js';
+import { makeShape, type Placement, type Shape } from './types.js';
+import { parseWith } from './validate.js';
+
+export const PLAN_FORMAT = 'moe-placer.plan/1' as const;
+
+export type PlanMetrics = NonNullable<PlanFile['metrics']>;
+export type PlanBounds = NonNullable<PlanFile['bounds']>;
+export type PlanProvenance = NonNullable<PlanFile['provenance']>;
+
+export interface BuildPlanArgs {
+  model: Model;
+  cluster: Cluster;
+  placement: Placement;
+  /** Evaluation of the placement on the workload it was fitted on. */
+  metrics?: Evaluation;
+  /** Lower bounds; gaps are filled in from `metrics` when not given. */
+  bounds?: PlanBounds;
+  provenance?: PlanProvenance;
+}
+
+/**
+ * The plan file of a placement: model and cluster echo, phy2log [L][P], log2phy [L][E][maxR]
+ * (padded -1), logcnt [L][E], the full dispatch [L][NG][E] (the default rule where the placement
+ * has none), metrics, bounds and provenance. The placement is validated first (InputError).
+ */
+export function buildPlanFile(args: BuildPlanArgs): PlanFile {
+  const { model, cluster, placement } = args;
+  checkPlacementFits(placement, model, shapeOfCluster(cluster));
+  validatePlacement(placement);
+  const E = placement.numExperts;
+  const NG = placement.shape.numGpus;
+  const phy2log: number[][] = [];
+  const log2phy: number[][][] = [];
+  const logcnt: number[][] = [];
+  const dispatch: number[][][] = [];
+  for (let l = 0; l < placement.numLayers; l++) {
+    const row = placement.phy2log[l];
+    phy2log.push(Array.from(row));
+    log2phy.push(log2phyOf(row, E));
+    logcnt.push(Array.from(logcntOf(row, E)));
+    const d = dispatchOf(placement, l);
+    const table: number[][] = [];
+    for (let g = 0; g < NG; g++) table.push(Array.from(d.subarray(g * E, (g + 1) * E)));
+    dispatch.push(table);
+  }
+  const metrics = args.metrics ? planMetrics(args.metrics) : undefined;
+  const plan: PlanFile = {
+    format: PLAN_FORMAT,
+    model,
+    cluster: {
+      name: cluster.name,
+      nodes: cluster.nodes,
+      gpusPerNode: cluster.gpusPerNode,
+      slotsPerGpu: cluster.slotsPerGpu,
+      gpu: cluster.gpu,
+      expertMemoryBytes: cluster.expertMemoryBytes,
+    },
+    slotsPerGpu: cluster.slotsPerGpu,
+    phy2log,
+    log2phy,
+    logcnt,
+    dispatch,
+    metrics,
+    bounds: args.bounds ? withGaps(args.bounds, metrics) : undefined,
+    provenance: args.provenance,
+  };
+  return canonicalPlan(plan);
+}
+
+/** The plan's metrics block from an Evaluation (per-GPU loads and traffic matrices are not stored). */
+export function planMetrics(ev: Evaluation): PlanMetrics {
+  return {
+    estimated: ev.estimated,
+    mode: ev.mode,
+    interNodeBytes: ev.interNodeBytes,
+    intraNodeBytes: ev.intraNodeBytes,
+    maxLoad: ev.maxLoad,
+    meanLoad: ev.meanLoad,
+    balancedness: ev.balancedness,
+    maxOverMean: ev.maxOverMean,
+    remoteNodesPerToken: ev.remoteNodesPerToken,
+    timeSeconds: ev.timeSeconds,
+    perLayer: ev.perLayer.map((m) => ({
+      layer: m.layer,
+      interNodeBytes: m.interNodeBytes,
+      intraNodeBytes: m.intraNodeBytes,
+      maxLoad: m.maxLoad,
+      meanLoad: m.meanLoad,
+      balancedness: m.balancedness,
+      timeSeconds: m.timeSeconds,
+    })),
+  };
+}
+
+/** Relative gap (value - bound) / value, 0 when value is 0. */
+function gap(value: number, bound: number): number {
+  return value > 0 ? Math.max(0, (value - bound) / value) : 0;
+}
+
+function withGaps(b: PlanBounds, m: PlanMetrics | undefined): PlanBounds {
+  const out: PlanBounds = { ...b };
+  if (m && out.maxLoadLowerBound !== undefined && out.maxLoadGap === undefined) out.maxLoadGap = gap(m.maxLoad, out.maxLoadLowerBound);
+  if (m && out.interNodeBytesLowerBound !== undefined && out.interNodeBytesGap === undefined) {
+    out.interNodeBytesGap = gap(m.interNodeBytes, out.interNodeBytesLowerBound);
+  }
+  return out;
+}
+
+/** Sorted copy of a string-keyed record. */
+function sortedRecord<T>(r: Record<string, T>): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (const k of Object.keys(r).sort()) out[k] = r[k];
+  return out;
+}
+
+/** The plan re-parsed with PlanSchema (keys in schema order, unknown keys dropped) and records sorted. */
+export function canonicalPlan(plan: PlanFile): PlanFile {
+  const p = parseWith(PlanSchema, plan, 'plan');
+  if (p.cluster.gpu.sources) p.cluster.gpu.sources = sortedRecord(p.cluster.gpu.sources);
+  if (p.provenance) {
+    p.provenance.options = sortedRecord(p.provenance.options);
+    p.provenance.inputDigests = sortedRecord(p.provenance.inputDigests);
+  }
+  return p;
+}
+
+/**
+ * Canonical JSON text of a plan (see the module comment), ending with a newline. Throws on
+ * non-finite numbers (JSON cannot carry them).
+ */
+export function stringifyPlan(plan: PlanFile): string {
+  return formatJson(canonicalPlan(plan), '') + '\n';
+}
+
+/**
+ * Deterministic pretty JSON: objects and arrays of non-primitives indented by 2, arrays of
+ * primitives on one line, keys in insertion order, undefined members skipped.
+ */
+export function formatJson(value: unknown, indent: string): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'number':
+      if (!Number.isFinite(value)) throw new Error(`formatJson: non-finite number ${value}`);
+      return JSON.stringify(value);
+    case 'string':
+    case 'boolean':
+      return JSON.stringify(value);
+    case 'object':
+      break;
+    default:
+      throw new Error(`formatJson: cannot serialise a ${typeof value}`);
+  }
+  const inner = indent + '  ';
+  if (ArrayBuffer.isView(value)) value = Array.from(value as unknown as ArrayLike<number>);
+  if (Array.isArray(value)) {
+    if (value.length === 0) return '[]';
+    if (value.every((v) => v === null || typeof v !== 'object')) return `[${value.map((v) => formatJson(v, inner)).join(',')}]`;
+    return `[\n${value.map((v) => inner + formatJson(v, inner)).join(',\n')}\n${indent}]`;
+  }
+  const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+  if (entries.length === 0) return '{}';
+  return `{\n${entries.map(([k, v]) => `${inner}${JSON.stringify(k)}: ${formatJson(v, inner)}`).join(',\n')}\n${indent}}`;
+}
+
+/**
+ * Write `text` to `path` atomically: to `path.tmp-<pid>` first, then rename over `path`. On any
+ * failure the temporary file is removed and an InputError naming the path is thrown.
+ */
+export function writeFileAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // nothing left to clean
+    }
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot write: ${(err as Error).message}`, { file: path });
+  }
+}
+
+/** Write a plan file atomically in canonical form. */
+export function writePlanFile(path: string, plan: PlanFile): void {
+  writeFileAtomic(path, stringifyPlan(plan));
+}
+
+export interface ReadPlanOverrides {
+  /** Use this model instead of the plan's echo (it must have the same layers and experts). */
+  model?: Model;
+  /** Use this cluster instead of the plan's echo (it must have the same shape). */
+  cluster?: Cluster;
+}
+
+export interface ReadPlanResult {
+  plan: PlanFile;
+  placement: Placement;
+  model: Model;
+  cluster: Cluster;
+}
+
+/**
+ * Read a plan file: a full plan (validated with PlanSchema) or a minimal
+ * `{ "phy2log": [[...]], "dispatch"?: [[[...]]] }`, which needs `overrides.model` and
+ * `overrides.cluster`. The placement is checked with `validatePlacement`; log2phy / logcnt, when
+ * present, must agree with phy2log. Every problem is an InputError naming the file and field.
+ */
+export function readPlanFile(path: string, overrides: ReadPlanOverrides = {}): ReadPlanResult {
+  const json = readJson(path);
+  const loc: InputLocation = { file: path };
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new InputError('a plan must be a JSON object', loc);
+  }
+  const obj = json as Record<string, unknown>;
+  if (!('format' in obj)) {
+    if (!('phy2log' in obj)) throw new InputError(`not a plan: expected "format": "${PLAN_FORMAT}" or a "phy2log" field`, loc);
+    if (!overrides.model || !overrides.cluster) {
+      throw new InputError('a minimal plan (phy2log only) needs the model and the cluster (--model, --cluster)', loc);
+    }
+    const model = overrides.model;
+    const cluster = overrides.cluster;
+    const placement = placementFromJson(obj, model, shapeOfCluster(cluster), path);
+    const plan = withLocation(() => buildPlanFile({ model, cluster, placement }), loc);
+    return { plan, placement, model, cluster };
+  }
+  const plan = parseWith(PlanSchema, obj, 'plan', loc);
+  const problems: string[] = [];
+  if (plan.slotsPerGpu !== plan.cluster.slotsPerGpu) {
+    problems.push(`plan.slotsPerGpu: ${plan.slotsPerGpu} differs from plan.cluster.slotsPerGpu ${plan.cluster.slotsPerGpu}`);
+  }
+  const model = overrides.model ?? plan.model;
+  if (overrides.model) {
+    if (model.experts !== plan.model.experts) problems.push(`plan.model.experts: ${plan.model.experts}, but the given model ${model.name} has ${model.experts}`);
+    if (model.moeLayerIds.length !== plan.model.moeLayerIds.length) {
+      problems.push(`plan.model.moeLayerIds: ${plan.model.moeLayerIds.length} MoE layers, but the given model ${model.name} has ${model.moeLayerIds.length}`);
+    }
+  }
+  const cluster: Cluster = overrides.cluster ?? {
+    name: plan.cluster.name ?? `${plan.cluster.nodes}x${plan.cluster.gpusPerNode}`,
+    nodes: plan.cluster.nodes,
+    gpusPerNode: plan.cluster.gpusPerNode,
+    slotsPerGpu: plan.cluster.slotsPerGpu,
+    gpu: plan.cluster.gpu,
+    expertMemoryBytes: plan.cluster.expertMemoryBytes ?? plan.cluster.slotsPerGpu * plan.model.moeLayerIds.length * plan.model.expertBytes,
+  };
+  if (overrides.cluster) {
+    const c = overrides.cluster;
+    if (c.nodes !== plan.cluster.nodes || c.gpusPerNode !== plan.cluster.gpusPerNode || c.slotsPerGpu !== plan.cluster.slotsPerGpu) {
+      problems.push(
+        `plan.cluster: shape ${plan.cluster.nodes}x${plan.cluster.gpusPerNode}x${plan.cluster.slotsPerGpu} (nodes x GPUs x slots) differs from the given cluster ${c.nodes}x${c.gpusPerNode}x${c.slotsPerGpu}`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new InputError(problems, loc);
+  const placement = placementFromJson(plan, model, shapeOfCluster(cluster), path, 'plan.');
+  checkDerived(plan, placement, path);
+  return { plan, placement, model, cluster };
+}
+
+/**
+ * A Placement from the `phy2log` ([L][P]) and optional `dispatch` ([L][NG][E]) fields of a JSON
+ * object, checked against the model and shape and with `validatePlacement`. Errors name the file
+ * and the field (`phy2log[3][17]`).
+ */
+export function placementFromJson(json: unknown, model: Model, shape: Shape, file?: string, prefix = ''): Placement {
+  const loc: InputLocation = file !== undefined ? { file } : {};
+  const obj = json as Record<string, unknown>;
+  const L = model.moeLayerIds.length;
+  const E = model.experts;
+  const P = shape.numSlots;
+  const NG = shape.numGpus;
+  const phy2log = intMatrix(obj?.phy2log, `${prefix}phy2log`, L, P, -1, E - 1, loc, `${L} MoE layers of ${model.name}`, `${P} slots (${shape.numGpus} GPUs x ${shape.slotsPerGpu})`);
+  let dispatch: Int32Array[] | null = null;
+  if (obj.dispatch !== undefined) {
+    const d = obj.dispatch;
+    if (!Array.isArray(d) || d.length !== L) throw new InputError(`expected ${L} layers, got ${Array.isArray(d) ? d.length : typeof d}`, { ...loc, field: `${prefix}dispatch` });
+    dispatch = d.map((layer, l) => {
+      const rows = intMatrix(layer, `${prefix}dispatch[${l}]`, NG, E, 0, P - 1, loc, `${NG} source GPUs`, `${E} experts`);
+      const flat = new Int32Array(NG * E);
+      rows.forEach((r, g) => flat.set(r, g * E));
+      return flat;
+    });
+  }
+  const placement: Placement = { numLayers: L, numExperts: E, shape, phy2log, dispatch };
+  withLocation(() => validatePlacement(placement, prefix === '' ? 'plan' : prefix.slice(0, -1)), loc);
+  return placement;
+}
+
+/** [rows][cols] integers in [min, max] as Int32Arrays; errors name `field[i][j]`. */
+function intMatrix(v: unknown, field: string, rows: number, cols: number, min: number, max: number, loc: InputLocation, rowsWhat: string, colsWhat: string): Int32Array[] {
+  if (!Array.isArray(v)) throw new InputError(`expected an array of ${rowsWhat}`, { ...loc, field });
+  if (v.length !== rows) throw new InputError(`${v.length} rows, expected ${rows} (${rowsWhat})`, { ...loc, field });
+  const out: Int32Array[] = [];
+  for (let i = 0; i < rows; i++) {
+    const row = v[i];
+    if (!Array.isArray(row)) throw new InputError('expected an array of integers', { ...loc, field: `${field}[${i}]` });
+    if (row.length !== cols) throw new InputError(`${row.length} entries, expected ${cols} (${colsWhat})`, { ...loc, field: `${field}[${i}]` });
+    const a = new Int32Array(cols);
+    for (let j = 0; j < cols; j++) {
+      const x = row[j];
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < min || x > max) {
+        throw new InputError(`${JSON.stringify(x)} is not an integer in ${min}..${max}`, { ...loc, field: `${field}[${i}][${j}]` });
+      }
+      a[j] = x;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** log2phy and logcnt of a full plan, when given, must be those of its phy2log. */
+function checkDerived(plan: PlanFile, placement: Placement, file: string): void {
+  const E = placement.numExperts;
+  const problems: string[] = [];
+  for (let l = 0; l < placement.numLayers && problems.length < 20; l++) {
+    const row = placement.phy2log[l];
+    if (plan.logcnt) {
+      const want = logcntOf(row, E);
+      const got = plan.logcnt[l];
+      if (!got || got.length !== E) problems.push(`plan.logcnt[${l}]: expected ${E} counts`);
+      else for (let e = 0; e < E; e++) if (got[e] !== want[e]) {
+        problems.push(`plan.logcnt[${l}][${e}]: ${got[e]}, but phy2log holds ${want[e]} replicas of expert ${e}`);
+        break;
+      }
+    }
+    if (plan.log2phy) {
+      const want = log2phyOf(row, E);
+      const got = plan.log2phy[l];
+      if (!got || got.length !== E) problems.push(`plan.log2phy[${l}]: expected ${E} rows`);
+      else for (let e = 0; e < E; e++) {
+        const a = (got[e] ?? []).filter((p) => p !== -1).sort((x, y) => x - y);
+        const b = want[e].filter((p) => p !== -1);
+        if (a.length !== b.length || a.some((p, i) => p !== b[i])) {
+          problems.push(`plan.log2phy[${l}][${e}]: slots [${a.join(', ')}], but phy2log puts expert ${e} in [${b.join(', ')}]`);
+          break;
+        }
+      }
+    }
+  }
+  if (problems.length > 0) throw new InputError(problems, { file });
+}
+
+/** The integer shape of a resolved cluster. */
+export function shapeOfCluster(cluster: Pick<Cluster, 'nodes' | 'gpusPerNode' | 'slotsPerGpu'>): Shape {
+  return makeShape(cluster.nodes, cluster.gpusPerNode, cluster.slotsPerGpu);
+}
+
+function checkPlacementFits(placement: Placement, model: Model, shape: Shape): void {
+  const problems: string[] = [];
+  const s = placement.shape;
+  if (s.nodes !== shape.nodes || s.gpusPerNode !== shape.gpusPerNode || s.slotsPerGpu !== shape.slotsPerGpu) {
+    problems.push(`placement shape ${s.nodes}x${s.gpusPerNode}x${s.slotsPerGpu} differs from cluster ${shape.nodes}x${shape.gpusPerNode}x${shape.slotsPerGpu} (nodes x GPUs x slots)`);
+  }
+  if (placement.numExperts !== model.experts) problems.push(`placement has ${placement.numExperts} experts, model ${model.name} has ${model.experts}`);
+  if (placement.numLayers !== model.moeLayerIds.length) problems.push(`placement has ${placement.numLayers} MoE layers, model ${model.name} has ${model.moeLayerIds.length}`);
+  if (problems.length > 0) throw new InputError(problems);
+}
+
+/** Run `f`; an InputError without a file gets `loc`'s file. */
+function withLocation<T>(f: () => T, loc: InputLocation): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof InputError && loc.file !== undefined && !err.message.startsWith(loc.file)) {
+      throw new InputError(err.problems.slice(), loc);
+    }
+    throw err;
+  }
+}
+
+/** Read and parse a JSON file; problems are InputErrors naming the file and, for syntax errors, the line. */
+function readJson(path: string): unknown {
+  let text: string;
+  try {
+    if (statSync(path).isDirectory()) throw new InputError('is a folder, expected a plan JSON file', { file: path });
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError(code === 'ENOENT' ? 'no such file' : `cannot read: ${(err as Error).message}`, { file: path });
+  }
+  return parseJsonText(text, path);
+}
+
+/** JSON.parse with an InputError naming the file and the line of the first syntax error. */
+export function parseJsonText(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0];
+    const m = /position (\d+)/.exec(msg);
+    const at = m ? Number(m[1]) : jsonErrorOffset(text);
+    const line = at >= 0 ? lineAt(text, at) : undefined;
+    throw new InputError(`invalid JSON: ${msg}`, { file, line });
+  }
+}
+
+function lineAt(text: string, pos: number): number {
+  let line = 1;
+  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+/**
+ * Offset of the first JSON syntax error in `text`, or -1 when it parses (V8 does not always
+ * report a position). A small recursive-descent checker; only run after JSON.parse failed.
+ */
+export function jsonErrorOffset(text: string): number {
+  let i = 0;
+  const n = text.length;
+  const fail = (): never => {
+    throw i;
+  };
+  const ws = (): void => {
+    while (i < n && (text[i] === ' ' || text[i] === '\n' || text[i] === '\r' || text[i] === '\t')) i++;
+  };
+  const NUM = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') {
+        i++;
+        return;
+      }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail();
+        str();
+        ws();
+        if (text[i] !== ':') fail();
+        i++;
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') {
+          i++;
+          return;
+        } else fail();
+      }
+    } else if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') {
+        i++;
+        return;
+      }
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') {
+          i++;
+          return;
+        } else fail();
+      }
+    } else if (c === '"') str();
+    else if (text.startsWith('true', i)) i += 4;
+    else if (text.startsWith('false', i)) i += 5;
+    else if (text.startsWith('null', i)) i += 4;
+    else {
+      NUM.lastIndex = i;
+      if (!NUM.test(text)) fail();
+      i = NUM.lastIndex;
+    }
+  };
+  const str = (): void => {
+    i++;
+    while (i < n && text[i] !== '"') {
+      if (text.charCodeAt(i) < 0x20) fail();
+      i += text[i] === '\\' ? 2 : 1;
+    }
+    if (i >= n) fail();
+    i++;
+  };
+  try {
+    value();
+    ws();
+    return i < n ? i : -1;
+  } catch (e) {
+    return typeof e === 'number' ? Math.min(e, n) : -1;
+  }
+}
