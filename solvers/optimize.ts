@@ -9,88 +9,55 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { SolverError } from '../src/errors.js';
-import { deriveSeed, Rng } from '../src/rng.js';
+import { deriveSeed } from '../src/rng.js';
 import { balanceTask, solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
-import type { Placement, TokenSets } from '../src/types.js';
-import { compressTokenSets, tokenSetsOfLayer } from '../src/workload/tokens.js';
-import { sampleTokensFromCounts } from '../src/workload/sample.js';
+import type { Placement } from '../src/types.js';
+import { indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
 import type { Solver, SolveInput, SolveResult } from './types.js';
 
 /** Default annealing proposals per layer and candidate, per expert of the model. */
-export const DEFAULT_PROPOSALS_PER_EXPERT = 400;
-/** Tokens sampled per layer to stand in for co-activation when the workload is counts only. */
-export const DEFAULT_SAMPLE_TOKENS = 16384;
+export const DEFAULT_PROPOSALS_PER_EXPERT = 100;
+/** Extra max-load slack of each request sample over eps. */
+export const DEFAULT_SAMPLE_SLACK = 0.01;
+/** Token sets the node-level search works on per layer. */
+export const DEFAULT_MAX_SEARCH_SETS = 16384;
 
-/** Disjoint samples of the requests (request mod B) every plan must also be balanced on. */
-export const DEFAULT_LOAD_SAMPLES = 4;
-
-export interface OptimizeOptions {
+export interface OptimizeOptions extends IndexOptions {
   proposalsPerExpert?: number;
-  sampleTokens?: number;
-  loadSamples?: number;
+  sampleSlack?: number;
+  maxSearchSets?: number;
 }
 
-/** Build the per-layer tasks (the index stage). */
+/** Build the per-layer tasks from the workload's index. */
 export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): LayerTask[] {
-  const { model, cluster, shape, workload } = input;
+  const { model, cluster, shape } = input;
   const E = model.experts;
-  const NG = shape.numGpus;
-  const L = model.moeLayerIds.length;
-  const tasks: LayerTask[] = [];
-  for (let l = 0; l < L; l++) {
-    const seed = deriveSeed(input.seed, l);
-    let sets: TokenSets;
-    const chunkLoad = new Float64Array(NG * E);
-    let sampleLoad = new Float64Array(0);
-    if (workload.kind === 'trace') {
-      const tr = workload.trace;
-      const B = Math.min(opts.loadSamples ?? DEFAULT_LOAD_SAMPLES, tr.numRequests);
-      if (B > 1) {
-        sampleLoad = new Float64Array(B * E);
-        const ex = tr.experts[l];
-        for (let t = 0; t < tr.numTokens; t++) {
-          const row = (tr.request[t] % B) * E;
-          const w = tr.weight ? tr.weight[t] : 1;
-          for (let j = 0; j < tr.topK; j++) sampleLoad[row + ex[t * tr.topK + j]] += w;
-        }
-      }
-      const raw = tokenSetsOfLayer(tr, l, NG);
-      sets = compressTokenSets(raw);
-      // Demand is planned as its expectation: each source sends expert e an equal share of e's
-      // load. Which requests land on which source GPU is an accident of the trace; fitting the
-      // dispatch to it does not carry over to unseen tokens.
-      const total = new Float64Array(E);
-      for (let i = 0; i < sets.n; i++) for (let j = 0; j < sets.k; j++) total[sets.experts[i * sets.k + j]] += sets.weight[i];
-      for (let s = 0; s < NG; s++) for (let e = 0; e < E; e++) chunkLoad[s * E + e] = total[e] / NG;
-    } else {
-      const counts = workload.counts.counts[l];
-      for (let s = 0; s < NG; s++) for (let e = 0; e < E; e++) chunkLoad[s * E + e] = counts[e] / NG;
-      const needSets = input.objective !== 'balance' && shape.nodes > 1;
-      const n = needSets ? (opts.sampleTokens ?? DEFAULT_SAMPLE_TOKENS) : 0;
-      sets = compressTokenSets(sampleTokensFromCounts(counts, model.topK, n, NG, new Rng(deriveSeed(seed, 1))));
-    }
-    tasks.push({
-      layer: l,
-      seed,
-      numExperts: E,
-      nodes: shape.nodes,
-      gpusPerNode: shape.gpusPerNode,
-      slotsPerGpu: shape.slotsPerGpu,
-      mode: input.mode,
-      objective: input.objective,
-      eps: input.eps ?? 0.02,
-      k: sets.k,
-      experts: sets.experts,
-      source: sets.source,
-      weight: sets.weight,
-      chunkLoad,
-      sampleLoad,
-      iterations: (opts.proposalsPerExpert ?? DEFAULT_PROPOSALS_PER_EXPERT) * E,
-      model,
-      cluster,
-    });
-  }
-  return tasks;
+  const needSets = input.objective !== 'balance' && shape.nodes > 1;
+  const index =
+    input.index ?? indexWorkload(input.workload, model.topK, shape.numGpus, { ...opts, seed: input.seed, sampleTokens: needSets ? opts.sampleTokens : 0 });
+  if (index.numGpus !== shape.numGpus) throw new SolverError(`workload index made for ${index.numGpus} GPUs, cluster has ${shape.numGpus}`);
+  return index.layers.map((li, l) => ({
+    layer: l,
+    seed: deriveSeed(input.seed, l),
+    numExperts: E,
+    nodes: shape.nodes,
+    gpusPerNode: shape.gpusPerNode,
+    slotsPerGpu: shape.slotsPerGpu,
+    mode: input.mode,
+    objective: input.objective,
+    eps: input.eps ?? 0.02,
+    k: li.sets.k,
+    experts: li.sets.experts,
+    source: li.sets.source,
+    weight: li.sets.weight,
+    expertLoad: li.expertLoad,
+    sampleLoad: li.sampleLoad,
+    iterations: (opts.proposalsPerExpert ?? DEFAULT_PROPOSALS_PER_EXPERT) * E,
+    maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
+    sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
+    model,
+    cluster,
+  }));
 }
 
 /** Path of the compiled worker entry (next to this file when compiled, under dist/ from source). */
@@ -126,8 +93,8 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
   try {
     const runOne = async (t: LayerTask, attempt: number): Promise<void> => {
       // Typed arrays are copied once here and their buffers transferred (not cloned) to the worker.
-      const copy = { ...t, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice(), chunkLoad: t.chunkLoad.slice() };
-      const transferList = [copy.experts.buffer, copy.source.buffer, copy.weight.buffer, copy.chunkLoad.buffer];
+      const copy = { ...t, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice() };
+      const transferList = [copy.experts.buffer, copy.source.buffer, copy.weight.buffer];
       try {
         const r = (await pool.run(copy, { signal: abort.signal, transferList })) as LayerResult;
         results[t.layer] = r;

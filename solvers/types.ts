@@ -2,7 +2,7 @@
  * The one interface every placement algorithm implements.
  */
 import type { Cluster, Mode, Model, Objective } from '../src/schemas.js';
-import type { Placement, Shape, Workload } from '../src/types.js';
+import type { Placement, Shape, Workload, WorkloadIndex } from '../src/types.js';
 
 export interface SolveProgress {
   /** What the solver is doing, e.g. `construct`, `improve layer 12`. */
@@ -18,6 +18,8 @@ export interface SolveInput {
   cluster: Cluster;
   shape: Shape;
   workload: Workload;
+  /** The workload already indexed for shape.numGpus sources (e.g. streamed from a huge trace). */
+  index?: WorkloadIndex;
   objective: Objective;
   mode: Mode;
   seed: number;

@@ -53,10 +53,13 @@ export interface MaxLoadBound {
  *    of single-replica experts has |U| >= E - R and, with w sorted descending (1-based), the i-th
  *    largest load in U is >= w[R+i] (at most R of the R+i largest experts are outside U). A
  *    single-replica expert's whole load lands on its GPU. A GPU holds <= S experts, so among the
- *    j*NG+1 largest experts of U (needs R + j*NG + 1 <= E) some GPU holds j+1, whose loads sum to at
- *    least the j+1 smallest of them: >= w[R+j*NG-j+1] + ... + w[R+j*NG+1]. (j = 1, R = 0 is the
- *    classic "two of the NG+1 largest jobs share a machine".)
- *
+ *    j*NG+1 largest experts of U (needs R + j*NG + 1 <= E) some GPU holds j+1 (j >= 0), whose loads
+ *    sum to at least the j+1 smallest of them: >= w[R+j*NG-j+1] + ... + w[R+j*NG+1]. Moreover only
+ *    P - |U| <= 2R slots hold no U expert (empty, or a replica of a split expert, whose share may be
+ *    tiny), so that GPU's other S-j-1 slots hold at least q = S-j-1-2R more U experts, distinct, each
+ *    carrying its whole load: add the q smallest loads of all experts. (j = 1, R = 0, S = 2 is the
+ *    classic "two of the NG+1 largest jobs share a machine"; j = 0, R = 0 says the hottest expert's
+ *    GPU is filled with S-1 others.)
  * Throws InfeasibleError when E > P (no placement exists).
  */
 export function maxLoadLowerBoundDetail(loads: Float64Array, numGpus: number, slotsPerGpu: number): MaxLoadBound {
@@ -78,12 +81,16 @@ export function maxLoadLowerBoundDetail(loads: Float64Array, numGpus: number, sl
   const { value: replicated, counts } = minMaxReplicaShare(loads, P);
   // Pigeonhole over single-replica experts.
   const sorted = Float64Array.from(loads).sort().reverse();
+  const smallest = new Float64Array(E + 1); // smallest[q] = sum of the q smallest loads
+  for (let q = 1; q <= E; q++) smallest[q] = smallest[q - 1] + sorted[E - q];
   const R = P - E;
   let pigeonhole = 0;
-  for (let j = 1; R + j * NG + 1 <= E; j++) {
+  for (let j = 0; R + j * NG + 1 <= E; j++) {
     let s = 0;
     // 1-based positions R + j*NG - j + 1 .. R + j*NG + 1 -> 0-based R + j*NG - j .. R + j*NG
     for (let i = R + j * NG - j; i <= R + j * NG; i++) s += sorted[i];
+    const q = S - j - 1 - 2 * R;
+    if (q > 0) s += smallest[Math.min(q, E)];
     if (s > pigeonhole) pigeonhole = s;
   }
   return { bound: Math.max(average, replicated, pigeonhole), average, replicated, pigeonhole, replicaCounts: counts };
@@ -708,8 +715,14 @@ export interface TrafficBound {
  * its own node costs an RDMA message under any dispatch, and a token with such an expert touches
  * at least one remote node; the load cap is dropped (a relaxation).
  *
+ * Which placements it bounds: with `replicas: 'one'` (or P == E) only one-replica placements; with
+ * the default `any`, every placement (any replica counts, any dispatch table) - use that one for a
+ * plan with redundant experts.
+ *
  * The LP optimum (or the MIP dual bound, valid even after a time-out) bounds the model's optimum
- * from below; it is reduced by 1e-7 relative for solver tolerances. If the model would exceed
+ * from below; it is reduced by 1e-7 relative for solver tolerances. `lagrangian` (normal mode) uses
+ * every set with the weaker "at least one remote node" rows and needs no big model (see
+ * `lagrangianBound`); `auto` picks it when the LP would exceed the budget. If the model would exceed
  * `maxNonzeros`, only the heaviest token sets are kept: costs are non-negative sums over sets, so
  * the optimum over fewer sets is still a lower bound. `exact` holds only for the MIP method solved
  * to optimality with every set, one replica and no cap (then GPU slots within a node are

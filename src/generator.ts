@@ -117,33 +117,43 @@ export function lognormalPopularity(numExperts: number, skew: number, rng: Rng):
   return rng.shuffle(w);
 }
 
-/**
- * Shape of the sampler. Experts are cut into `nb` contiguous blocks (the expert groups when the
- * model has them, else blocks of ~sqrt(E)); block b holds experts `bstart[b] .. bstart[b+1])`.
- */
+/** Shape of the sampler. */
 interface Dims {
   T: number;
   E: number;
   k: number;
   K: number;
-  /** Group-limited routing: blocks are the groups and `topKGroups` of them are chosen first. */
+  /** Group-limited routing: `topKGroups` of the `G` groups (contiguous, `groupSize` experts) first. */
   grouped: boolean;
+  G: number;
+  groupSize: number;
   topKGroups: number;
-  nb: number;
-  /** [nb+1] first expert of each block. */
-  bstart: Int32Array;
 }
 
 /** Everything one layer's sampling needs; allocated once per `generateTrace` call. */
 interface LayerBuffers {
   /** [K*E] expert weights per topic. */
   w: Float64Array;
-  /** [K*nb] summed weight of each block per topic. */
-  bsum: Float64Array;
-  /** [nb] per-token scratch: weight left in each block. */
-  bs: Float64Array;
-  /** [nb] per-token scratch: experts left in each block (0 = block closed). */
-  bcount: Int32Array;
+  /** [K*E] inclusive prefix sums of `w` per topic. */
+  cum: Float64Array;
+  /** [K*G] weight of each group per topic (from `cum`, so the two agree exactly). */
+  gm: Float64Array;
+  /** [K*E] guide table: guide[z][i] = smallest e with cum[z][e] > i * total_z / E. */
+  guide: Int32Array;
+  /** [K] E / total_z, to map a cumulative weight to its guide slot. */
+  guideScale: Float64Array;
+  /** [G] per-token scratch: group chosen. */
+  gsel: Uint8Array;
+  /** [S] per-token scratch: the allowed expert ranges (chosen groups, or all experts), ascending. */
+  segStart: Int32Array;
+  segEnd: Int32Array;
+  /** [S] weight left in each range. */
+  segMass: Float64Array;
+  /** [S] experts left in each range. */
+  segLeft: Int32Array;
+  /** [k] experts chosen so far by the token and their weights. */
+  cho: Int32Array;
+  choW: Float64Array;
   /** [E] stamp of the token that last chose expert e. */
   stamp: Int32Array;
   /** [E] routed tokens per expert in the last sample. */
@@ -152,17 +162,68 @@ interface LayerBuffers {
   uni: Float64Array;
 }
 
+function makeBuffers(dims: Dims): LayerBuffers {
+  const { E, K, G, k, grouped, topKGroups } = dims;
+  const S = grouped ? topKGroups : 1;
+  return {
+    w: new Float64Array(K * E),
+    cum: new Float64Array(K * E),
+    gm: new Float64Array(K * G),
+    guide: new Int32Array(K * E),
+    guideScale: new Float64Array(K),
+    gsel: new Uint8Array(G),
+    segStart: new Int32Array(S),
+    segEnd: new Int32Array(S),
+    segMass: new Float64Array(S),
+    segLeft: new Int32Array(S),
+    cho: new Int32Array(k),
+    choW: new Float64Array(k),
+    stamp: new Int32Array(E),
+    observed: new Float64Array(E),
+    uni: new Float64Array(4096 * ((grouped ? topKGroups : 0) + k)),
+  };
+}
+
+/** Prefix sums, guide tables and group weights of `buf.w` for every topic. */
+function prepareTopics(dims: Dims, buf: LayerBuffers): void {
+  const { E, K, G, groupSize } = dims;
+  const { w, cum, gm, guide, guideScale } = buf;
+  for (let z = 0; z < K; z++) {
+    const base = z * E;
+    let c = 0;
+    for (let e = 0; e < E; e++) {
+      c += w[base + e];
+      cum[base + e] = c;
+    }
+    guideScale[z] = E / c;
+    for (let i = 0, e = 0; i < E; i++) {
+      const thr = (i * c) / E;
+      while (e < E - 1 && cum[base + e] <= thr) e++;
+      guide[base + i] = e;
+    }
+    for (let g = 0; g < G; g++) {
+      const lo = g * groupSize;
+      gm[z * G + g] = cum[base + lo + groupSize - 1] - (lo > 0 ? cum[base + lo - 1] : 0);
+    }
+  }
+}
+
 /**
  * Sample one layer: `out[t*k + j]` = j-th expert of token t, drawn without replacement with
- * probability proportional to `w[topic[t]][e]` among the experts left (and, for group-limited
- * models, inside the `topKGroups` groups drawn first the same way by group weight). Exact two-level
- * search (block, then expert), no rejection: every token consumes exactly topKGroups + k uniforms,
- * so replaying one stream with changed weights changes few draws (common random numbers).
+ * probability proportional to `w[topic[t]][e]` among the experts left (for group-limited models,
+ * only inside the `topKGroups` groups drawn first the same way by group weight).
+ *
+ * Each draw is an exact inverse-CDF search: a uniform x over the weight left picks the allowed
+ * range, then a guide-table search on the topic's prefix sums finds the smallest e whose cumulative
+ * weight, minus the weight of experts already taken at or before e, exceeds x (a fixed point
+ * reached in at most j + 1 searches). Every token consumes exactly topKGroups + k uniforms and
+ * the map from uniforms to experts moves continuously with the weights, so replaying one stream
+ * with adjusted weights changes few draws (common random numbers for the marginal fitting).
  * Fills `buf.observed`.
  */
 function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: LayerBuffers, rng: Rng): void {
-  const { T, E, k, grouped, topKGroups, nb, bstart } = dims;
-  const { w, bsum, bs, bcount, stamp, observed, uni } = buf;
+  const { T, E, k, grouped, G, groupSize, topKGroups } = dims;
+  const { w, cum, gm, guide, guideScale, gsel, segStart, segEnd, segMass, segLeft, cho, choW, stamp, observed, uni } = buf;
   const per = (grouped ? topKGroups : 0) + k;
   const chunk = Math.floor(uni.length / per);
   observed.fill(0);
@@ -175,96 +236,128 @@ function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: Laye
     }
     const z = topic[t];
     const base = z * E;
-    const bb = z * nb;
+    const scale = guideScale[z];
+    let ns = 0;
     if (grouped) {
-      // Draw topKGroups distinct groups by group weight; bcount marks them (1 = chosen).
+      const gb = z * G;
       let gtotal = 0;
-      for (let b = 0; b < nb; b++) {
-        bs[b] = bsum[bb + b];
-        bcount[b] = 0;
-        gtotal += bs[b];
+      for (let g = 0; g < G; g++) {
+        gsel[g] = 0;
+        gtotal += gm[gb + g];
       }
       for (let j = 0; j < topKGroups; j++) {
         let u = uni[ui++] * gtotal;
         let pick = -1;
-        for (let b = 0; b < nb; b++) {
-          if (bcount[b] !== 0) continue;
-          pick = b;
-          if (u < bs[b]) break;
-          u -= bs[b];
+        for (let g = 0; g < G; g++) {
+          if (gsel[g] !== 0) continue;
+          pick = g;
+          if (u < gm[gb + g]) break;
+          u -= gm[gb + g];
         }
-        bcount[pick] = 1;
-        gtotal -= bs[pick];
+        gsel[pick] = 1;
+        gtotal -= gm[gb + pick];
         if (gtotal < 0) gtotal = 0;
       }
-      for (let b = 0; b < nb; b++) {
-        if (bcount[b] !== 0) {
-          bs[b] = bsum[bb + b];
-          bcount[b] = bstart[b + 1] - bstart[b];
-        } else bs[b] = 0;
+      for (let g = 0; g < G; g++) {
+        if (gsel[g] === 0) continue;
+        segStart[ns] = g * groupSize;
+        segEnd[ns] = (g + 1) * groupSize;
+        segMass[ns] = gm[gb + g];
+        segLeft[ns] = groupSize;
+        ns++;
       }
     } else {
-      for (let b = 0; b < nb; b++) {
-        bs[b] = bsum[bb + b];
-        bcount[b] = bstart[b + 1] - bstart[b];
-      }
+      segStart[0] = 0;
+      segEnd[0] = E;
+      segMass[0] = cum[base + E - 1];
+      segLeft[0] = E;
+      ns = 1;
     }
     const row = t * k;
     for (let j = 0; j < k; j++) {
-      let total = 0;
-      for (let b = 0; b < nb; b++) total += bs[b];
-      let u = uni[ui++] * total;
-      let blk = -1;
-      for (let b = 0; b < nb; b++) {
-        if (bcount[b] === 0) continue;
-        blk = b;
-        if (u < bs[b]) break;
-        u -= bs[b];
+      let rem = 0;
+      for (let s = 0; s < ns; s++) rem += segMass[s];
+      let x = uni[ui++] * rem;
+      let s = -1;
+      for (let i = 0; i < ns; i++) {
+        if (segLeft[i] === 0) continue;
+        s = i;
+        if (x < segMass[i]) break;
+        x -= segMass[i];
       }
-      let e = -1;
-      const end = bstart[blk + 1];
-      for (let i = bstart[blk]; i < end; i++) {
-        if (stamp[i] === t) continue;
-        e = i;
-        u -= w[base + i];
-        if (u < 0) break;
+      const a = segStart[s];
+      const b = segEnd[s];
+      const c0 = a > 0 ? cum[base + a - 1] : 0;
+      let e = a;
+      let r = 0;
+      for (let iter = 0; iter <= j; iter++) {
+        // Smallest e in [a, b) with cum[e] > y: start at the guide slot, walk forward.
+        const y = c0 + x + r;
+        let slot = (y * scale) | 0;
+        if (slot >= E) slot = E - 1;
+        e = guide[base + slot];
+        if (e < a) e = a;
+        while (e < b - 1 && cum[base + e] <= y) e++;
+        let r2 = 0;
+        for (let i = 0; i < j; i++) {
+          const c = cho[i];
+          if (c >= a && c <= e) r2 += choW[i];
+        }
+        if (r2 === r) break;
+        r = r2;
       }
+      if (stamp[e] === t) {
+        // Only on ties with zero-weight experts or rounding at the range's end.
+        let f = e + 1;
+        while (f < b && stamp[f] === t) f++;
+        if (f === b) {
+          f = e - 1;
+          while (f >= a && stamp[f] === t) f--;
+        }
+        e = f;
+      }
+      const we = w[base + e];
       stamp[e] = t;
+      cho[j] = e;
+      choW[j] = we;
       out[row + j] = e;
       observed[e]++;
-      if (--bcount[blk] === 0) bs[blk] = 0;
+      if (--segLeft[s] === 0) segMass[s] = 0;
       else {
-        const left = bs[blk] - w[base + e];
-        bs[blk] = left > 0 ? left : 0;
+        const left = segMass[s] - we;
+        segMass[s] = left > 0 ? left : 0;
       }
     }
   }
 }
 
 /**
- * Rosen's successive-sampling approximation of the inclusion probabilities of drawing k of n
- * items without replacement with probability proportional to p: pi_e = 1 - exp(-lambda p_e) with
- * sum pi = k. Writes pi into `pi[off..off+n)`; returns lambda. Requires k < (items with p > 0).
+ * Rosen's successive-sampling approximation of the inclusion probabilities when k items are drawn
+ * without replacement with probability proportional to p, each item first admitted with
+ * probability `admit[i]` (1 when null): pi_i = admit_i (1 - exp(-lambda p_i)) with sum pi = k.
+ * Writes pi into `pi[off..off+n)` (p read from `p[off..off+n)`). Newton from the left on a
+ * concave increasing function, so it converges monotonically; when k is (nearly) all the admitted
+ * mass, lambda stops at a large value and every admitted item gets pi ~ admit.
  */
-function inclusionApprox(p: Float64Array, off: number, n: number, k: number, pi: Float64Array): number {
+function rosenInclusion(p: Float64Array, off: number, n: number, k: number, admit: Float64Array | null, pi: Float64Array): void {
   let sum = 0;
-  for (let i = 0; i < n; i++) sum += p[off + i];
-  let lambda = k / sum;
-  for (let iter = 0; iter < 50; iter++) {
+  for (let i = 0; i < n; i++) sum += (admit ? admit[i] : 1) * p[off + i];
+  let lambda = sum > 0 ? k / sum : 0;
+  for (let iter = 0; iter < 60 && sum > 0; iter++) {
     let f = -k;
     let df = 0;
     for (let i = 0; i < n; i++) {
+      const ad = admit ? admit[i] : 1;
       const x = Math.exp(-lambda * p[off + i]);
-      f += 1 - x;
-      df += p[off + i] * x;
+      f += ad * (1 - x);
+      df += ad * p[off + i] * x;
     }
-    if (df <= 0) break;
+    if (f >= -1e-12 || df <= 0) break;
     const step = f / df;
     lambda -= step;
-    if (Math.abs(step) <= 1e-9 * lambda) break;
+    if (-step <= 1e-10 * lambda) break;
   }
-  for (let i = 0; i < n; i++) pi[off + i] = 1 - Math.exp(-lambda * p[off + i]);
-  return lambda;
+  for (let i = 0; i < n; i++) pi[off + i] = (admit ? admit[i] : 1) * (1 - Math.exp(-lambda * p[off + i]));
 }
 
 /** [R] request sizes summing to T, each >= 1, log-normal with sigma. */
@@ -368,11 +461,8 @@ export function generateTrace(opts: GenerateOptions): Trace {
     );
   }
   const grouped = model.groups !== undefined && model.groups > 1 && (model.topKGroups ?? model.groups) < model.groups;
-  const nb = grouped ? (model.groups as number) : Math.ceil(E / Math.max(1, Math.round(Math.sqrt(E))));
-  const bstart = new Int32Array(nb + 1);
-  const blockSize = grouped ? E / nb : Math.max(1, Math.round(Math.sqrt(E)));
-  for (let b = 0; b <= nb; b++) bstart[b] = Math.min(E, b * blockSize);
-  const dims: Dims = { T, E, k, K, grouped, topKGroups: grouped ? (model.topKGroups as number) : nb, nb, bstart };
+  const G = grouped ? (model.groups as number) : 1;
+  const dims: Dims = { T, E, k, K, grouped, G, groupSize: E / G, topKGroups: grouped ? (model.topKGroups as number) : 1 };
 
   // Requests: sizes, token -> request, and each request's topic CDF [R][K].
   const setupRng = new Rng(deriveSeed(seed, 0x5e7, 0));
@@ -409,33 +499,23 @@ export function generateTrace(opts: GenerateOptions): Trace {
   };
   const topic = new Uint16Array(T);
 
-  const buf: LayerBuffers = {
-    w: new Float64Array(K * E),
-    bsum: new Float64Array(K * nb),
-    bs: new Float64Array(nb),
-    bcount: new Int32Array(nb),
-    stamp: new Int32Array(E),
-    observed: new Float64Array(E),
-    uni: new Float64Array(4096 * ((grouped ? dims.topKGroups : 0) + k)),
-  };
+  const buf = makeBuffers(dims);
   const tiltPow = new Float64Array(K * E);
   const offset = new Float64Array(E);
   const pi = new Float64Array(K * E);
+  const gpi = new Float64Array(K * G);
+  const admit = new Float64Array(E);
   const topicFreq = new Float64Array(K);
   const experts: Uint16Array[] = [];
   const total = T * k;
 
-  /** Fill buf.w (and block sums) from the offsets: w = exp(offset) * tilt^strength, floored. */
+  /** Weights from the offsets, w = exp(offset) * tilt^strength (floored), then prefix sums. */
   const setWeights = (): void => {
     for (let z = 0; z < K; z++) {
       const base = z * E;
       for (let e = 0; e < E; e++) buf.w[base + e] = Math.max(MIN_WEIGHT, Math.exp(offset[e]) * tiltPow[base + e]);
-      for (let b = 0; b < nb; b++) {
-        let s = 0;
-        for (let e = bstart[b]; e < bstart[b + 1]; e++) s += buf.w[base + e];
-        buf.bsum[z * nb + b] = s;
-      }
     }
+    prepareTopics(dims, buf);
   };
 
   for (let l = 0; l < L; l++) {
@@ -465,15 +545,20 @@ export function generateTrace(opts: GenerateOptions): Trace {
       }
     }
     for (let e = 0; e < E; e++) offset[e] = q[e] > 0 ? Math.log(q[e]) : -OFFSET_LIMIT;
-    // Pre-fit without sampling: marginals predicted by Rosen's approximation per topic, mixed by
-    // this layer's topic frequencies (group limits ignored; the sampled rounds correct the rest).
+    // Pre-fit without sampling: marginals predicted by Rosen's approximation per topic (groups
+    // first, then experts inside the admitted groups), mixed by this layer's topic frequencies;
+    // the sampled rounds below correct what the approximation misses.
     if (k < E) {
       for (let iter = 0; iter < 30; iter++) {
         setWeights();
         buf.observed.fill(0);
         for (let z = 0; z < K; z++) {
           if (topicFreq[z] === 0) continue;
-          inclusionApprox(buf.w, z * E, E, k, pi);
+          if (grouped) {
+            rosenInclusion(buf.gm, z * G, G, dims.topKGroups, null, gpi);
+            for (let e = 0; e < E; e++) admit[e] = gpi[z * G + ((e / dims.groupSize) | 0)];
+            rosenInclusion(buf.w, z * E, E, k, admit, pi);
+          } else rosenInclusion(buf.w, z * E, E, k, null, pi);
           for (let e = 0; e < E; e++) buf.observed[e] += topicFreq[z] * pi[z * E + e];
         }
         let worst = 0;
@@ -483,7 +568,7 @@ export function generateTrace(opts: GenerateOptions): Trace {
           worst = Math.max(worst, Math.abs(step));
           offset[e] = Math.max(-OFFSET_LIMIT, Math.min(OFFSET_LIMIT, offset[e] + step));
         }
-        if (worst < 1e-3) break;
+        if (worst < 1e-3) { if (process.env.GDEBUG) console.log("prefit iters", iter); break; }
       }
     }
     const out = new Uint16Array(T * k);

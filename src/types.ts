@@ -89,3 +89,27 @@ export function makeShape(nodes: number, gpusPerNode: number, slotsPerGpu: numbe
   const numGpus = nodes * gpusPerNode;
   return { nodes, gpusPerNode, slotsPerGpu, numGpus, numSlots: numGpus * slotsPerGpu };
 }
+
+/** What the optimizer needs of one layer of a workload (the index stage of DESIGN.md). */
+export interface LayerIndex {
+  /** [E] routed weight per logical expert (exact: over every token, or the counts). */
+  expertLoad: Float64Array;
+  /** [B*E] routed weight per expert in sample b of the requests (request mod B); empty when B < 2. */
+  sampleLoad: Float64Array;
+  /**
+   * Token sets by source GPU, compressed (same source and expert set merged). Every token of the
+   * layer, or a seeded uniform sample of them (`sampled`) with weights scaled to the same total;
+   * for counts-only workloads tokens drawn to match the counts (`estimated`).
+   */
+  sets: TokenSets;
+  sampled: boolean;
+}
+
+export interface WorkloadIndex {
+  numGpus: number;
+  /** B: request samples of sampleLoad. */
+  samples: number;
+  /** Sets were drawn from counts (no recorded co-activation). */
+  estimated: boolean;
+  layers: LayerIndex[];
+}

@@ -147,6 +147,10 @@ describe('maxLoadLowerBound', () => {
     expect(d.bound).toBe(12);
     // [10,10,1] on 2x2: one spare slot; the average 10.5 dominates (reachable by splitting 10 = 0.5 + 9.5).
     expect(maxLoadLowerBound(Float64Array.from([10, 10, 1]), 2, 2)).toBe(10.5);
+    // Every slot full (P == E): the GPU of the hottest expert holds S-1 others, at least the 3 smallest.
+    expect(maxLoadLowerBound(Float64Array.from([10, 1, 1, 1, 1, 1, 1, 1]), 2, 4)).toBe(13);
+    // Of the three 5s two share a GPU, which also holds two more experts: 5 + 5 + 1 + 1 (optimal: {5,5,1,1} {5,1,1,1}).
+    expect(maxLoadLowerBound(Float64Array.from([5, 5, 5, 1, 1, 1, 1, 1]), 2, 4)).toBe(12);
     // One slot per GPU and P == E: the largest expert.
     expect(maxLoadLowerBound(Float64Array.from([5, 3, 2, 2]), 4, 1)).toBe(5);
     // [8,2] on 4 slots: counts (3,1) give max(8/3, 2).
@@ -188,6 +192,9 @@ describe('maxLoadLowerBound', () => {
       [makeShape(1, 3, 2), 4],
       [makeShape(2, 1, 3), 4],
       [makeShape(2, 1, 3), 5],
+      [makeShape(2, 1, 3), 6],
+      [makeShape(1, 2, 3), 5],
+      [makeShape(2, 1, 4), 7],
     ];
     let checked = 0;
     for (let t = 0; t < cases.length; t++) {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { maxLoadLowerBound } from '../src/bounds.js';
 import { evaluate } from '../src/cost.js';
 import { validatePlacement } from '../src/placement.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
@@ -106,7 +107,16 @@ describe('node-level search', () => {
     const rng = new Rng(3);
     const N = 4;
     const E = 16;
-    const st = new NodeState(randomNodeProblem(rng, N, E, 4, 400, false));
+    const prob = randomNodeProblem(rng, N, E, 4, 400, false);
+    const st = new NodeState(prob);
+    st.init(initialHas(N, E));
+    // Caps 5% above the start's node loads, so the start is feasible and the caps bind.
+    for (let d = 0; d < prob.dims; d++) {
+      let max = 0;
+      for (let m = 0; m < N; m++) max = Math.max(max, st.nodeLoad[m * prob.dims + d]);
+      prob.nodeCap[d] = max * 1.05;
+    }
+    prob.slotsPerNode = Math.max(prob.slotsPerNode, ...Array.from(st.slotsUsed));
     st.init(initialHas(N, E));
     const start = st.cost;
     expect(st.feasible()).toBe(true);
@@ -204,9 +214,20 @@ describe('optimize', () => {
     const eb = evaluate({ model, cluster, placement: bal.placement, workload });
     const et = evaluate({ model, cluster, placement: tr.placement, workload });
     expect(et.interNodeBytes).toBeLessThan(eb.interNodeBytes);
-    const ep = await eplbSolver.solve({ ...base, objective: 'balance' });
-    const ee = evaluate({ model, cluster, placement: ep.placement, workload });
-    expect(eb.balancedness).toBeGreaterThanOrEqual(ee.balancedness - 1e-9);
+  });
+
+  it('balances counts no worse than EPLB in any layer, and never below the load bound', async () => {
+    const rng = new Rng(9);
+    const E = model.experts;
+    const counts = Array.from({ length: L }, () => Float64Array.from({ length: E }, () => Math.floor(Math.exp(rng.normal() * 1.2) * 100)));
+    const cw: Workload = { kind: 'counts', counts: { numLayers: L, numExperts: E, counts }, meta: { format: 'test' } };
+    const input = { ...base, workload: cw, objective: 'balance' as const };
+    const ours = evaluate({ model, cluster, placement: (await optimize(input)).placement, workload: cw, options: { sampleTokens: 8 } });
+    const ep = evaluate({ model, cluster, placement: (await eplbSolver.solve(input)).placement, workload: cw, options: { sampleTokens: 8 } });
+    for (let l = 0; l < L; l++) {
+      expect(ours.perLayer[l].maxLoad).toBeLessThanOrEqual(ep.perLayer[l].maxLoad * (1 + 1e-9));
+      expect(ours.perLayer[l].maxLoad).toBeGreaterThanOrEqual(maxLoadLowerBound(counts[l], shape.numGpus, shape.slotsPerGpu) * (1 - 1e-9));
+    }
   });
 
   it('is deterministic for a seed, and the same with 1 or 2 workers', async () => {

@@ -65,7 +65,13 @@ export async function withHighs<T>(fn: (h: Highs) => T): Promise<T> {
     if (!benign) resetHighs();
     throw err;
   } finally {
-    if (h.memoryBytes > RECYCLE_BYTES) resetHighs();
+    let bytes = Infinity;
+    try {
+      bytes = h.memoryBytes;
+    } catch {
+      // an aborted runtime may not even report its size: recycle it
+    }
+    if (bytes > RECYCLE_BYTES) resetHighs();
   }
 }
 

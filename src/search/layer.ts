@@ -12,6 +12,7 @@
 import { accumulateLayer, finishLayer, LayerAccumulator } from '../cost.js';
 import { Rng } from '../rng.js';
 import { CostOptionsSchema, type Cluster, type Mode, type Model, type Objective } from '../schemas.js';
+import { capSets } from '../workload/indexer.js';
 import { compressTokenSets } from '../workload/tokens.js';
 import type { Shape, TokenSets } from '../types.js';
 import { makeShape } from '../types.js';
@@ -34,8 +35,12 @@ export interface LayerTask {
   experts: Uint16Array;
   source: Uint16Array;
   weight: Float64Array;
-  /** [NG*E] planned load source GPU s sends to expert e (its expectation: e's load / NG). */
-  chunkLoad: Float64Array;
+  /**
+   * [E] load of each expert. Demand is planned as its expectation: every source GPU sends expert e
+   * an equal share of e's load (which requests land on which source is an accident of the trace;
+   * a dispatch fitted to it does not carry over to unseen tokens).
+   */
+  expertLoad: Float64Array;
   /**
    * [B*E] load of expert e in sample b of the requests (B disjoint samples, e.g. request mod B),
    * or empty. Plans are kept balanced in every sample, not only on the whole (see pack.ts).
@@ -43,6 +48,10 @@ export interface LayerTask {
   sampleLoad: Float64Array;
   /** Annealing proposals per traffic candidate. */
   iterations: number;
+  /** Token sets the node-level search works on (a seeded sample when there are more). */
+  maxSearchSets: number;
+  /** Extra max-load slack of the sample dimensions over `eps` (samples are noisier). */
+  sampleSlack: number;
   /** Epoch ms after which searches stop early. */
   deadline?: number;
   model: Model;
@@ -79,7 +88,7 @@ interface Layout {
 
 /**
  * Load vectors of the layer: dimension 0 = planned load, 1..B = the samples. Chunk (s, e) carries
- * chunkLoad[s*E+e] and sampleLoad[b*E+e] / NG. `mean[d]` is the mean GPU load of dimension d.
+ * expertLoad[e] / NG and sampleLoad[b*E+e] / NG. `mean[d]` is the mean GPU load of dimension d.
  */
 class LoadVectors {
   readonly D: number;
@@ -89,14 +98,15 @@ class LoadVectors {
     const B = task.sampleLoad.length / E;
     this.D = 1 + B;
     this.mean = new Float64Array(this.D);
-    for (let i = 0; i < task.chunkLoad.length; i++) this.mean[0] += task.chunkLoad[i];
+    for (let e = 0; e < E; e++) this.mean[0] += task.expertLoad[e];
     for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) this.mean[1 + b] += task.sampleLoad[b * E + e];
     for (let d = 0; d < this.D; d++) this.mean[d] /= numGpus;
   }
   /** Write chunk (s, e)'s vector to out[off..off+D). */
   write(s: number, e: number, out: Float64Array, off: number): void {
     const E = this.task.numExperts;
-    out[off] = this.task.chunkLoad[s * E + e];
+    void s;
+    out[off] = this.task.expertLoad[e] / this.numGpus;
     for (let d = 1; d < this.D; d++) out[off + d] = this.task.sampleLoad[(d - 1) * E + e] / this.numGpus;
   }
   /** Largest GPU load per dimension of a layout: [D]. */
@@ -222,7 +232,7 @@ export function solveLayer(task: LayerTask): LayerResult {
   if (task.objective !== 'balance' && shape.nodes > 1) {
     const rng = new Rng(task.seed);
     const G = shape.gpusPerNode;
-    const { setSrc, setW, setEx } = nodeSets(tokens, G);
+    const { setSrc, setW, setEx } = nodeSets(tokens, G, task.maxSearchSets, rng.fork(99));
     const D = lv.D;
     const nodeLoads = new Float64Array(shape.nodes * E * D);
     const v = new Float64Array(D);
@@ -235,7 +245,7 @@ export function solveLayer(task: LayerTask): LayerResult {
     }
     const epsList = task.objective === 'time' ? [task.eps, 0.1, 0.3] : [task.eps];
     for (const eps of epsList) {
-      const caps = balancedMax.map((x) => (1 + eps) * x);
+      const caps = balancedMax.map((x, d) => (1 + eps + (d > 0 ? task.sampleSlack : 0)) * x);
       let start = nodeStartFrom(balanced, E, shape);
       for (let attempt = 0, theta = 1; attempt < 4; attempt++, theta -= 0.015) {
         const st = new NodeState({
@@ -291,11 +301,12 @@ export function solveLayer(task: LayerTask): LayerResult {
 }
 
 /** Token sets compressed by (source node, expert set). */
-function nodeSets(tokens: TokenSets, gpusPerNode: number): { setSrc: Int32Array; setW: Float64Array; setEx: Uint16Array } {
+/** Token sets compressed by (source node, expert set), at most `maxSets` of them (capSets). */
+function nodeSets(tokens: TokenSets, gpusPerNode: number, maxSets: number, rng: Rng): { setSrc: Int32Array; setW: Float64Array; setEx: Uint16Array } {
   const bySrcNode: TokenSets = {
     ...tokens,
     source: Uint16Array.from(tokens.source, (s) => Math.floor(s / gpusPerNode)),
   };
-  const c = compressTokenSets(bySrcNode);
-  return { setSrc: Int32Array.from(c.source), setW: c.weight, setEx: c.experts };
+  const { sets } = capSets(compressTokenSets(bySrcNode), maxSets, rng);
+  return { setSrc: Int32Array.from(sets.source), setW: sets.weight, setEx: sets.experts };
 }

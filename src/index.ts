@@ -1,0 +1,112 @@
+/**
+ * moe-placer's public API: one explicit export list (no `export *`). Everything a user of the
+ * library needs is here; modules not listed are internal.
+ */
+
+// Input and output schemas (zod) and their types.
+export {
+  ClusterSchema,
+  CostOptionsSchema,
+  GpuSchema,
+  ModelSchema,
+  ModeSchema,
+  ObjectiveSchema,
+  PlanMetricsSchema,
+  PlanSchema,
+} from './schemas.js';
+export type { Cluster, ClusterInput, CostOptions, CostOptionsInput, Gpu, Mode, Model, ModelInput, Objective, PlanFile } from './schemas.js';
+export { makeShape } from './types.js';
+export type { Counts, Placement, Shape, TokenSets, Trace, Workload, WorkloadMeta } from './types.js';
+
+// Errors and the seeded generator.
+export { formatLocation, InfeasibleError, InputError, MoePlacerError, SolverError } from './errors.js';
+export type { InputLocation } from './errors.js';
+export { deriveSeed, Rng } from './rng.js';
+
+// Presets and resolvers.
+export {
+  bf16ExpertBytes,
+  bf16TokenBytes,
+  CLUSTER_PRESETS,
+  expertFlops,
+  expertParams,
+  fp8BlockExpertBytes,
+  fp8DispatchBytes,
+  GPU_PRESETS,
+  MODEL_PRESETS,
+  resolveCluster,
+  resolveGpu,
+  resolveModel,
+} from './presets.js';
+export type { ClusterOverrides } from './presets.js';
+
+// Workloads: readers, the canonical trace writer, token views.
+export { checkTrace, detectFormat, loadWorkload, MPT_FORMAT, MPT_VERSION, readTrace, writeTrace } from './workload/index.js';
+export type { LoadOptions, MptHeader, WorkloadFormat, WriteTraceOptions } from './workload/index.js';
+export { compressTokenSets, countsOfTrace, expertLoadsOfLayer, filterRequests, sourceOf, tokenSetsOfLayer } from './workload/tokens.js';
+
+// Synthetic traces and fidelity measures.
+export { GENERATOR_DEFAULTS, generateTrace, marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage } from './generator.js';
+export type { GenerateOptions, PairLiftStats } from './generator.js';
+
+// The cost model.
+export { evaluate, parseCostOptions } from './cost.js';
+export type { Evaluation, LayerMetrics } from './cost.js';
+
+// High-level API (what the CLI does).
+export {
+  checkFeasibility,
+  checkWorkload,
+  clusterOfPlan,
+  evaluatePlan,
+  exportPlanFile,
+  layerMaxLoadBounds,
+  loadPlacement,
+  metricsReport,
+  plan,
+  toolVersion,
+  workloadDigest,
+} from './api.js';
+export type { EvaluatePlanArgs, ExportArgs, LayerReport, LoadedPlacement, MetricsReport, PlanArgs, PlanEvaluation, PlanOutcome } from './api.js';
+
+// Solvers.
+export { getSolver, SOLVERS } from '../solvers/registry.js';
+export type { SolveBounds, SolveInput, SolveProgress, SolveResult, Solver } from '../solvers/types.js';
+export { optimizeSolver } from '../solvers/optimize.js';
+export { contiguousPlacement, contiguousSolver } from '../solvers/contiguous.js';
+export { roundRobinPlacement, roundRobinSolver } from '../solvers/round-robin.js';
+export {
+  balancedPacking,
+  eplbPlacement,
+  eplbSolver,
+  isHierarchical,
+  rebalanceExperts,
+  rebalanceLayerHierarchical,
+  replicateExperts,
+} from '../solvers/eplb.js';
+export type { EplbLayer } from '../solvers/eplb.js';
+
+// Placements, bounds and plan files.
+export { defaultDispatch, dispatchOf, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
+export type { ReplicaIndex } from './placement.js';
+export { maxLoadLowerBound, maxLoadLowerBoundDetail } from './bounds.js';
+export type { MaxLoadBound } from './bounds.js';
+export {
+  buildPlanFile,
+  canonicalPlan,
+  placementFromJson,
+  PLAN_FORMAT,
+  planMetrics,
+  readPlanFile,
+  shapeOfCluster,
+  stringifyPlan,
+  writeFileAtomic,
+  writePlanFile,
+} from './plan.js';
+export type { BuildPlanArgs, PlanBounds, PlanMetrics, PlanProvenance, ReadPlanOverrides, ReadPlanResult } from './plan.js';
+
+// Engine and simulator formats.
+export { EXPORT_FORMATS, exportPlan, isExportFormat, sglangLogicalCount } from './formats/export.js';
+export type { ExportFormat } from './formats/export.js';
+export { detectImportFormat, IMPORT_FORMATS, importPlacement } from './formats/import.js';
+export type { ImportFormat } from './formats/import.js';
