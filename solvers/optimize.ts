@@ -24,6 +24,8 @@ export const DEFAULT_MAX_SEARCH_SETS = 16384;
 
 export interface OptimizeOptions extends IndexOptions {
   proposalsPerExpert?: number;
+  /** Annealing runs per layer and candidate; default 4 for models of at most 32 experts, else 1. */
+  restarts?: number;
   sampleSlack?: number;
   maxSearchSets?: number;
 }
@@ -53,6 +55,7 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
     expertLoad: li.expertLoad,
     sampleLoad: li.sampleLoad,
     iterations: (opts.proposalsPerExpert ?? DEFAULT_PROPOSALS_PER_EXPERT) * E,
+    restarts: opts.restarts ?? (E <= 32 ? 4 : 1),
     maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
     sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
     model,
@@ -93,8 +96,8 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
   try {
     const runOne = async (t: LayerTask, attempt: number): Promise<void> => {
       // Typed arrays are copied once here and their buffers transferred (not cloned) to the worker.
-      const copy = { ...t, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice() };
-      const transferList = [copy.experts.buffer, copy.source.buffer, copy.weight.buffer];
+      const copy = { ...t, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice(), sampleLoad: t.sampleLoad.slice() };
+      const transferList = [copy.experts.buffer, copy.source.buffer, copy.weight.buffer, copy.sampleLoad.buffer];
       try {
         const r = (await pool.run(copy, { signal: abort.signal, transferList })) as LayerResult;
         results[t.layer] = r;

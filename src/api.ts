@@ -85,6 +85,8 @@ function workloadShape(workload: Workload): { layers: number; experts: number; t
  * slot per logical expert, the slots' weights within the expert memory budget and the GPU memory,
  * at most 65535 GPUs, and a workload with the model's MoE layers, experts and top-k. Throws an
  * InfeasibleError (exit 2) giving the numbers that do not fit and what would fit, one line each.
+ * A `cluster.expertMemoryBytes` of exactly `slotsPerGpu` slots is taken for the default budget
+ * (slots given, no budget), so only the GPU memory limits the slots suggested.
  */
 export function checkFeasibility(model: Model, cluster: Cluster, workload?: Workload): void {
   const problems: string[] = [];

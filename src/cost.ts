@@ -18,3 +18,4 @@
 export { accumulateLayer, accumulateLayerWith, countsLoads, LayerAccumulator, type Kernel } from './cost/accumulator.js';
 export { evaluate, parseCostOptions } from './cost/evaluate.js';
 export { finishLayer, gpuFlops, trafficMatrixOf, type Evaluation, type LayerMetrics } from './cost/metrics.js';
+export { evaluateStream, type EvaluateStreamArgs, type StreamEvaluation } from './cost/stream.js';

@@ -5,25 +5,26 @@
  * Model of a token's routing (per MoE layer l):
  * - every expert e has a target share `q[l][e]` (from a counts file, else a log-normal popularity
  *   whose top 10% of experts take `skew` of the tokens, as in DeepSeek-V3's SGLang counts);
- * - K latent topics; topic z tilts layer l's experts by `tilt[l][z][e] ~ Gamma(topicConcentration)`
- *   (mean 1), raised to `topicStrength`. Experts favoured by one topic are used together, which
- *   gives the co-activation clusters (pair lift) of real traces;
+ * - K latent topics; topic z tilts layer l's experts by `tilt[l][z][e] ~ Gamma(shape_z)` (mean 1)
+ *   raised to `topicStrength`, with shapes log-uniform around `topicConcentration` (`topicSpread`):
+ *   experts favoured by one topic are used together, which gives the co-activation clusters
+ *   (pair lift) of real traces, sharp topics their few strongly linked pairs;
  * - each request has a topic mixture ~ Dirichlet(requestConcentration); its tokens draw their
  *   topic from it (request locality); going to the next layer a token keeps its topic, or redraws
- *   it from its request's mixture with probability `topicDrift` (cross-layer correlation that fades
- *   with distance);
+ *   it from its request's mixture with probability `topicDrift` (cross-layer correlation);
  * - the token picks k distinct experts with probability proportional to
  *   `w[l][z][e] = exp(offset[l][e]) * tilt[l][z][e] ^ topicStrength` one after the other without
  *   replacement (Plackett-Luce, the same law as Gumbel-top-k on log w). With expert groups it first
- *   picks `topKGroups` distinct groups with probability proportional to their summed weight, then the
- *   k experts inside them only (group-limited routing);
- * - `offset[l]` is fitted so the layer's expert marginals match `q[l]`: a few rounds of
- *   multiplicative correction `offset += log(q / observed)` on the same random stream (common random
- *   numbers), stopping when the total variation distance falls below `fitTolerance`.
+ *   picks `topKGroups` distinct groups with probability proportional to their summed weight, then
+ *   the k experts inside them only (group-limited routing);
+ * - `offset[l]` is fitted so the layer's expert marginals match `q[l]`: first analytically
+ *   (Rosen's approximation of inclusion probabilities per topic, no sampling), then by up to
+ *   `fitRounds` sampled rounds of `offset += log(q / observed)` replaying the same random stream
+ *   (common random numbers), stopping once the total variation distance is below `fitTolerance`.
  *
- * Sampling draws from Walker alias tables (one uniform per draw), rejecting experts already chosen
- * or outside the chosen groups; after 64 rejections it falls back to an exact scan. Everything lives
- * in typed arrays allocated once per call.
+ * Defaults were tuned on the DeepSeek-V2-Lite traces (bench/generator-fidelity.ts). Sampling is an
+ * exact inverse-CDF search over prefix sums (see `sampleLayer`); everything lives in typed arrays
+ * allocated once per call, nothing per token.
  */
 import { InputError } from './errors.js';
 import { Rng, deriveSeed } from './rng.js';
@@ -39,37 +40,44 @@ export interface GenerateOptions {
   counts?: Counts;
   /** Requests the tokens are split into (sizes log-normal); default max(1, round(T / 128)). */
   requests?: number;
-  /** Latent topics K. Default 24. */
+  /** Latent topics K. Default 18. */
   topics?: number;
-  /** Gamma shape of each topic's per-expert tilt; smaller = sharper topics. Default 0.5. */
+  /** Gamma shape of each topic's per-expert tilt; smaller = sharper topics. Default 0.45. */
   topicConcentration?: number;
-  /** Exponent applied to the tilt; 0 = no co-activation structure. Default 1.4. */
+  /**
+   * Topics differ in sharpness: topic z uses shape topicConcentration * exp(topicSpread * (2 (z + 0.5) / K - 1)),
+   * log-uniform over [c e^-spread, c e^spread]. Sharp topics make the few strongly linked expert
+   * pairs, broad ones the bulk. Default 2.2.
+   */
+  topicSpread?: number;
+  /** Exponent applied to the tilt; 0 = no co-activation structure. Default 1.6. */
   topicStrength?: number;
-  /** Dirichlet concentration of a request's topic mixture; smaller = fewer topics per request. Default 0.3. */
+  /** Dirichlet concentration of a request's topic mixture; smaller = fewer topics per request. Default 0.5. */
   requestConcentration?: number;
-  /** Probability that a token redraws its topic from one layer to the next. Default 0.35. */
+  /** Probability that a token redraws its topic from one layer to the next. Default 0.02. */
   topicDrift?: number;
   /** Log-normal sigma of request sizes. Default 1.2. */
   requestSizeSigma?: number;
   /** Without counts: share of routed tokens taken by the top 10% of experts. Default 0.3. */
   skew?: number;
-  /** Most marginal-fitting rounds per layer (0 = no fitting). Default 8. */
+  /** Sampled marginal-fitting rounds per layer after the analytic pre-fit (0 = pre-fit only). Default 2. */
   fitRounds?: number;
-  /** Stop fitting a layer once its marginal TVD to the target is below this. Default 0.002. */
+  /** Stop fitting a layer once its marginal TVD to the target is below this. Default 0.005. */
   fitTolerance?: number;
 }
 
 /** Defaults of the tuning knobs (calibrated against the DeepSeek-V2-Lite traces, see bench/generator-fidelity.ts). */
 export const GENERATOR_DEFAULTS = {
-  topics: 24,
-  topicConcentration: 0.5,
-  topicStrength: 1.4,
-  requestConcentration: 0.3,
-  topicDrift: 0.35,
+  topics: 18,
+  topicConcentration: 0.45,
+  topicSpread: 2.2,
+  topicStrength: 1.6,
+  requestConcentration: 0.5,
+  topicDrift: 0.02,
   requestSizeSigma: 1.2,
   skew: 0.3,
-  fitRounds: 8,
-  fitTolerance: 0.002,
+  fitRounds: 2,
+  fitTolerance: 0.005,
 } as const;
 
 const OFFSET_LIMIT = 40;
@@ -335,14 +343,23 @@ function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: Laye
  * Rosen's successive-sampling approximation of the inclusion probabilities when k items are drawn
  * without replacement with probability proportional to p, each item first admitted with
  * probability `admit[i]` (1 when null): pi_i = admit_i (1 - exp(-lambda p_i)) with sum pi = k.
- * Writes pi into `pi[off..off+n)` (p read from `p[off..off+n)`). Newton from the left on a
- * concave increasing function, so it converges monotonically; when k is (nearly) all the admitted
- * mass, lambda stops at a large value and every admitted item gets pi ~ admit.
+ * Writes pi into `pi[off..off+n)` (p read from `p[off..off+n)`) and returns lambda. Newton on a
+ * concave increasing function, from `lambda0` (a warm start) or from the left, where it converges
+ * monotonically; when k is (nearly) all the admitted mass, lambda stops at a large value and every
+ * admitted item gets pi ~ admit.
  */
-function rosenInclusion(p: Float64Array, off: number, n: number, k: number, admit: Float64Array | null, pi: Float64Array): void {
+function rosenInclusion(
+  p: Float64Array,
+  off: number,
+  n: number,
+  k: number,
+  admit: Float64Array | null,
+  pi: Float64Array,
+  lambda0 = 0,
+): number {
   let sum = 0;
   for (let i = 0; i < n; i++) sum += (admit ? admit[i] : 1) * p[off + i];
-  let lambda = sum > 0 ? k / sum : 0;
+  let lambda = lambda0 > 0 ? lambda0 : sum > 0 ? k / sum : 0;
   for (let iter = 0; iter < 60 && sum > 0; iter++) {
     let f = -k;
     let df = 0;
@@ -352,12 +369,15 @@ function rosenInclusion(p: Float64Array, off: number, n: number, k: number, admi
       f += ad * (1 - x);
       df += ad * p[off + i] * x;
     }
-    if (f >= -1e-12 || df <= 0) break;
+    if (Math.abs(f) <= 1e-12 * k || df <= 0) break;
     const step = f / df;
     lambda -= step;
-    if (-step <= 1e-10 * lambda) break;
+    // A warm start right of the root can overshoot to the left of zero: restart from the left.
+    if (!(lambda > 0)) lambda = k / sum;
+    else if (Math.abs(step) <= 1e-10 * lambda) break;
   }
   for (let i = 0; i < n; i++) pi[off + i] = (admit ? admit[i] : 1) * (1 - Math.exp(-lambda * p[off + i]));
+  return lambda;
 }
 
 /** [R] request sizes summing to T, each >= 1, log-normal with sigma. */
@@ -440,6 +460,8 @@ export function generateTrace(opts: GenerateOptions): Trace {
   checkNumber('topics', K, (x) => Number.isInteger(x) && x >= 1 && x <= 65535, 'an integer in 1..65535');
   const alpha = opts.topicConcentration ?? GENERATOR_DEFAULTS.topicConcentration;
   checkNumber('topicConcentration', alpha, (x) => x > 0, 'positive');
+  const spread = opts.topicSpread ?? GENERATOR_DEFAULTS.topicSpread;
+  checkNumber('topicSpread', spread, (x) => x >= 0 && x <= 10, 'in [0, 10]');
   const strength = opts.topicStrength ?? GENERATOR_DEFAULTS.topicStrength;
   checkNumber('topicStrength', strength, (x) => x >= 0, 'non-negative');
   const beta = opts.requestConcentration ?? GENERATOR_DEFAULTS.requestConcentration;
@@ -505,15 +527,19 @@ export function generateTrace(opts: GenerateOptions): Trace {
   const pi = new Float64Array(K * E);
   const gpi = new Float64Array(K * G);
   const admit = new Float64Array(E);
+  const expOffset = new Float64Array(E);
+  const lambdaE = new Float64Array(K);
+  const lambdaG = new Float64Array(K);
   const topicFreq = new Float64Array(K);
   const experts: Uint16Array[] = [];
   const total = T * k;
 
   /** Weights from the offsets, w = exp(offset) * tilt^strength (floored), then prefix sums. */
   const setWeights = (): void => {
+    for (let e = 0; e < E; e++) expOffset[e] = Math.exp(offset[e]);
     for (let z = 0; z < K; z++) {
       const base = z * E;
-      for (let e = 0; e < E; e++) buf.w[base + e] = Math.max(MIN_WEIGHT, Math.exp(offset[e]) * tiltPow[base + e]);
+      for (let e = 0; e < E; e++) buf.w[base + e] = Math.max(MIN_WEIGHT, expOffset[e] * tiltPow[base + e]);
     }
     prepareTopics(dims, buf);
   };
@@ -532,9 +558,10 @@ export function generateTrace(opts: GenerateOptions): Trace {
         : targetShares(lognormalPopularity(E, skew, layerRng), E, k, `generator.popularity[${l}]`);
     // Topic tilts: Gamma(alpha) per expert, normalised to mean 1 per topic, raised to strength.
     for (let z = 0; z < K; z++) {
+      const shape = alpha * Math.exp(spread * ((2 * (z + 0.5)) / K - 1));
       let s = 0;
       for (let e = 0; e < E; e++) {
-        const g = layerRng.gamma(alpha);
+        const g = layerRng.gamma(shape);
         tiltPow[z * E + e] = g;
         s += g;
       }
@@ -555,10 +582,10 @@ export function generateTrace(opts: GenerateOptions): Trace {
         for (let z = 0; z < K; z++) {
           if (topicFreq[z] === 0) continue;
           if (grouped) {
-            rosenInclusion(buf.gm, z * G, G, dims.topKGroups, null, gpi);
+            lambdaG[z] = rosenInclusion(buf.gm, z * G, G, dims.topKGroups, null, gpi, lambdaG[z]);
             for (let e = 0; e < E; e++) admit[e] = gpi[z * G + ((e / dims.groupSize) | 0)];
-            rosenInclusion(buf.w, z * E, E, k, admit, pi);
-          } else rosenInclusion(buf.w, z * E, E, k, null, pi);
+            lambdaE[z] = rosenInclusion(buf.w, z * E, E, k, admit, pi, lambdaE[z]);
+          } else lambdaE[z] = rosenInclusion(buf.w, z * E, E, k, null, pi, lambdaE[z]);
           for (let e = 0; e < E; e++) buf.observed[e] += topicFreq[z] * pi[z * E + e];
         }
         let worst = 0;
@@ -568,7 +595,7 @@ export function generateTrace(opts: GenerateOptions): Trace {
           worst = Math.max(worst, Math.abs(step));
           offset[e] = Math.max(-OFFSET_LIMIT, Math.min(OFFSET_LIMIT, offset[e] + step));
         }
-        if (worst < 1e-3) { if (process.env.GDEBUG) console.log("prefit iters", iter); break; }
+        if (worst < 1e-3) break;
       }
     }
     const out = new Uint16Array(T * k);

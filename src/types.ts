@@ -94,7 +94,12 @@ export function makeShape(nodes: number, gpusPerNode: number, slotsPerGpu: numbe
 export interface LayerIndex {
   /** [E] routed weight per logical expert (exact: over every token, or the counts). */
   expertLoad: Float64Array;
-  /** [B*E] routed weight per expert in sample b of the requests (request mod B); empty when B < 2. */
+  /**
+   * [B*NG*E] load of expert e from source GPU s in sample b: the requests r with r mod B = b, dealt
+   * to the source GPUs in a seeded random order instead of the trace's own. Which requests come
+   * and which share a source are accidents of serving; plans kept balanced on every sample stay
+   * balanced on requests they have not seen. Empty when B = 0 (counts only).
+   */
   sampleLoad: Float64Array;
   /**
    * Token sets by source GPU, compressed (same source and expert set merged). Every token of the

@@ -42,12 +42,14 @@ export interface LayerTask {
    */
   expertLoad: Float64Array;
   /**
-   * [B*E] load of expert e in sample b of the requests (B disjoint samples, e.g. request mod B),
-   * or empty. Plans are kept balanced in every sample, not only on the whole (see pack.ts).
+   * [B*NG*E] load of expert e from source s under request deal b (LayerIndex.sampleLoad), or
+   * empty. Plans are kept balanced under every deal, not only in expectation (see pack.ts).
    */
   sampleLoad: Float64Array;
   /** Annealing proposals per traffic candidate. */
   iterations: number;
+  /** Independent annealing runs per candidate (the best is kept). */
+  restarts: number;
   /** Token sets the node-level search works on (a seeded sample when there are more). */
   maxSearchSets: number;
   /** Extra max-load slack of the sample dimensions over `eps` (samples are noisier). */
@@ -87,27 +89,27 @@ interface Layout {
 }
 
 /**
- * Load vectors of the layer: dimension 0 = planned load, 1..B = the samples. Chunk (s, e) carries
- * expertLoad[e] / NG and sampleLoad[b*E+e] / NG. `mean[d]` is the mean GPU load of dimension d.
+ * Load vectors of the layer: dimension 0 = expected load, 1..B = the request deals. Chunk (s, e)
+ * carries expertLoad[e] / NG and sampleLoad[(b*NG+s)*E+e]. `mean[d]` = mean GPU load of dim d.
  */
 class LoadVectors {
   readonly D: number;
   readonly mean: Float64Array;
   constructor(readonly task: LayerTask, readonly numGpus: number) {
     const E = task.numExperts;
-    const B = task.sampleLoad.length / E;
+    const B = task.sampleLoad.length / (E * numGpus);
     this.D = 1 + B;
     this.mean = new Float64Array(this.D);
     for (let e = 0; e < E; e++) this.mean[0] += task.expertLoad[e];
-    for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) this.mean[1 + b] += task.sampleLoad[b * E + e];
+    for (let b = 0; b < B; b++) for (let i = 0; i < numGpus * E; i++) this.mean[1 + b] += task.sampleLoad[b * numGpus * E + i];
     for (let d = 0; d < this.D; d++) this.mean[d] /= numGpus;
   }
   /** Write chunk (s, e)'s vector to out[off..off+D). */
   write(s: number, e: number, out: Float64Array, off: number): void {
     const E = this.task.numExperts;
-    void s;
-    out[off] = this.task.expertLoad[e] / this.numGpus;
-    for (let d = 1; d < this.D; d++) out[off + d] = this.task.sampleLoad[(d - 1) * E + e] / this.numGpus;
+    const NG = this.numGpus;
+    out[off] = this.task.expertLoad[e] / NG;
+    for (let d = 1; d < this.D; d++) out[off + d] = this.task.sampleLoad[((d - 1) * NG + s) * E + e];
   }
   /** Largest GPU load per dimension of a layout: [D]. */
   maxima(dispatch: Int32Array, S: number): Float64Array {
@@ -262,12 +264,18 @@ export function solveLayer(task: LayerTask): LayerResult {
           nodeCap: caps.map((c) => G * c * theta),
           gpuCap: caps[0],
         });
-        st.init(start.has, start.srv);
+        // Restarts from the same start with their own random streams; the best feasible end wins.
         // Retries continue from the previous layout under the tighter cap, with a shorter search.
         const iterations = attempt === 0 ? task.iterations : Math.ceil(task.iterations / 4);
-        const stats = searchNodes(st, { iterations, rng: rng.fork(attempt), deadline: task.deadline });
-        proposals += stats.proposals;
-        if (!st.feasible()) continue;
+        let best: { has: Uint8Array; srv: Int32Array; cost: number } | null = null;
+        for (let r = 0; r < (attempt === 0 ? task.restarts : 1); r++) {
+          st.init(start.has, start.srv);
+          const stats = searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline });
+          proposals += stats.proposals;
+          if (st.feasible() && (!best || st.cost < best.cost)) best = { has: st.has.slice(), srv: st.srv.slice(), cost: st.cost };
+        }
+        if (!best) continue;
+        st.init(best.has, best.srv);
         const lay = packNodes(st, E, shape, lv, caps);
         const cand = score(`traffic eps=${eps} theta=${theta.toFixed(3)}`, lay, [lv.maxima(lay.dispatch, shape.slotsPerGpu), caps]);
         layouts.push(lay);

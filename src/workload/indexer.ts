@@ -9,7 +9,7 @@ import { sampleTokensFromCounts } from './sample.js';
 import { compressTokenSets, tokenSetsOfLayer } from './tokens.js';
 
 export interface IndexOptions {
-  /** Request samples B (request mod B) for robust balance; default 2. */
+  /** Request samples B, each dealt to sources at random, for robust balance (see LayerIndex.sampleLoad); default 2. */
   samples?: number;
   /** Tokens drawn per layer for counts-only workloads; default 16384 (0 = no sets). */
   sampleTokens?: number;
@@ -40,24 +40,41 @@ export function indexWorkload(workload: Workload, topK: number, numGpus: number,
   const tr = workload.trace;
   const E = tr.numExperts;
   const k = tr.topK;
-  const B = Math.min(opts.samples ?? DEFAULT_INDEX.samples, tr.numRequests);
+  const B = opts.samples ?? DEFAULT_INDEX.samples;
+  const deal = requestDeals(tr.numRequests, numGpus, B, seed);
   for (let l = 0; l < tr.numLayers; l++) {
     const expertLoad = new Float64Array(E);
-    const sampleLoad = new Float64Array(B > 1 ? B * E : 0);
+    const sampleLoad = new Float64Array(B * numGpus * E);
     const ex = tr.experts[l];
     for (let t = 0; t < tr.numTokens; t++) {
       const w = tr.weight ? tr.weight[t] : 1;
-      const row = B > 1 ? (tr.request[t] % B) * E : -1;
+      const r = tr.request[t];
       for (let j = 0; j < k; j++) {
         const e = ex[t * k + j];
         expertLoad[e] += w;
-        if (row >= 0) sampleLoad[row + e] += w;
+        if (B > 0) sampleLoad[((r % B) * numGpus + deal[r]) * E + e] += w;
       }
     }
     const { sets, sampled } = capSets(compressTokenSets(tokenSetsOfLayer(tr, l, numGpus)), maxSets, new Rng(deriveSeed(seed, l, 2)));
     layers.push({ expertLoad, sampleLoad, sets, sampled });
   }
-  return { numGpus, samples: B > 1 ? B : 0, estimated: false, layers };
+  return { numGpus, samples: B, estimated: false, layers };
+}
+
+/**
+ * [R] source GPU of request r in its sample's deal: the requests of sample b (r mod B = b) are
+ * dealt round robin in a seeded random order, so every source of a sample gets the same number of
+ * requests, as round robin does.
+ */
+export function requestDeals(numRequests: number, numGpus: number, B: number, seed: number): Int32Array {
+  const out = new Int32Array(numRequests);
+  const perm = new Rng(deriveSeed(seed, B, 3)).shuffle(Int32Array.from({ length: numRequests }, (_, i) => i));
+  const next = new Int32Array(Math.max(B, 1));
+  for (const r of perm) {
+    const b = B > 0 ? r % B : 0;
+    out[r] = next[b]++ % numGpus;
+  }
+  return out;
 }
 
 function emptySets(k: number): TokenSets {

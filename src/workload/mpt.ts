@@ -86,8 +86,31 @@ enum Stage {
 const STAGE_NAMES = ['magic', 'header', 'count', 'request ids', 'rank', 'weight', 'ids', 'end'];
 
 /**
+ * One decoded, validated chunk of tokens handed to a streaming consumer (`MptParser`'s `onChunk`).
+ * The arrays are views into buffers the parser reuses for the next chunk: valid only during the call.
+ */
+export interface MptChunk {
+  /** Index of the chunk's first token in the whole trace. */
+  first: number;
+  /** Tokens n in the chunk. */
+  n: number;
+  /** [n] request ids. */
+  request: Uint32Array;
+  /** [n] recorded ranks, -1 = none. */
+  rank: Int32Array;
+  /** [n] weights, or null = every token weighs 1. */
+  weight: Float32Array | null;
+  /** [L] of [n*k] expert ids, token-major, gate order. */
+  experts: Uint16Array[];
+}
+
+/**
  * Push parser of the binary form: feed decompressed chunks with `push`, then `finish`. Bytes are
  * copied straight into the trace arrays (no per-token work besides validation of each chunk).
+ *
+ * Streaming mode (`onChunk` given): every validated chunk is handed to `onChunk` and its storage
+ * reused for the next one, so memory stays at one chunk whatever the trace length; end with
+ * `end()` (the checks of `finish` without building a trace).
  */
 export class MptParser {
   private stage = Stage.Magic;
@@ -104,6 +127,8 @@ export class MptParser {
   private layer = 0;
   private chunkNo = 0;
   private offset = 0;
+  /** tokens of the complete chunks read so far */
+  private tokens = 0;
   readonly notes: string[] = [];
 
   /**
@@ -114,6 +139,7 @@ export class MptParser {
     readonly file: string,
     readonly model: Model,
     readonly maxContentBytes = Infinity,
+    private readonly onChunk?: (chunk: MptChunk) => void,
   ) {
     assertLittleEndian();
     this.target = this.small;
@@ -168,7 +194,8 @@ export class MptParser {
         if (h.numTokens !== null && h.numTokens * perToken > 2 * this.maxContentBytes + (1 << 20)) {
           this.fail(`header says ${h.numTokens} tokens (${perToken} bytes each), far more than the file can hold`, 'header.numTokens');
         }
-        const cap = h.numTokens ?? 1 << 14;
+        // streaming: storage for one chunk only (grown to the largest chunk)
+        const cap = this.onChunk ? Math.min(h.numTokens ?? 1 << 14, 1 << 14) : (h.numTokens ?? 1 << 14);
         this.builder = new TraceBuilder(h.numLayers, h.numExperts, h.topK, { weight: h.hasWeight, capacity: Math.max(1, cap) });
         this.checker = new IdChecker(h.numExperts, h.topK);
         this.expect(this.small.subarray(0, 4), Stage.Count);
@@ -183,9 +210,10 @@ export class MptParser {
           this.target = this.small.subarray(0, 0);
           return;
         }
-        if (h.numTokens !== null && b.numTokens + n > h.numTokens) {
-          this.fail(`chunk ${this.chunkNo} brings the token count to ${b.numTokens + n}, header says numTokens ${h.numTokens}`, 'numTokens');
+        if (h.numTokens !== null && this.tokens + n > h.numTokens) {
+          this.fail(`chunk ${this.chunkNo} brings the token count to ${this.tokens + n}, header says numTokens ${h.numTokens}`, 'numTokens');
         }
+        if (this.onChunk) b.numTokens = 0; // reuse the storage of the previous chunk
         this.n = n;
         this.start = b.reserve(n);
         this.expect(this.bytesOf(b.request, this.start, n), Stage.Request);
@@ -206,7 +234,7 @@ export class MptParser {
         const bad = this.checker!.checkRange(b.experts[this.layer], this.start, this.start + this.n);
         if (bad >= 0) {
           const k = this.header!.topK;
-          this.fail(this.checker!.describe(b.experts[this.layer][bad]), `experts[layer ${this.layer}][token ${Math.floor(bad / k)}][${bad % k}]`);
+          this.fail(this.checker!.describe(b.experts[this.layer][bad]), `experts[layer ${this.layer}][token ${this.tokenNo(Math.floor(bad / k))}][${bad % k}]`);
         }
         this.layer++;
         if (this.layer < this.header!.numLayers) {
@@ -215,6 +243,19 @@ export class MptParser {
         }
         this.checkChunk();
         b.commit(this.n);
+        if (this.onChunk) {
+          const n = this.n;
+          const k = this.header!.topK;
+          this.onChunk({
+            first: this.tokens,
+            n,
+            request: b.request.subarray(0, n),
+            rank: b.rank.subarray(0, n),
+            weight: b.weight ? b.weight.subarray(0, n) : null,
+            experts: b.experts.map((ex) => ex.subarray(0, n * k)),
+          });
+        }
+        this.tokens += this.n;
         this.chunkNo++;
         this.expect(this.small.subarray(0, 4), Stage.Count);
         return;
@@ -246,6 +287,11 @@ export class MptParser {
     this.expect(h.idBytes === 1 ? ex.subarray(from, from + count) : this.bytesOf(ex, from, count), Stage.Ids);
   }
 
+  /** Index in the whole trace of token `t` of the builder (differs from t when streaming). */
+  private tokenNo(t: number): number {
+    return this.tokens + (t - this.start);
+  }
+
   /** Request ids below numRequests, ranks >= -1, weights finite and >= 0. */
   private checkChunk(): void {
     const b = this.builder!;
@@ -253,16 +299,16 @@ export class MptParser {
     const R = h.numRequests;
     const end = this.start + this.n;
     const req = b.request;
-    for (let t = this.start; t < end; t++) if (req[t] >= R) this.fail(`request id ${req[t]} >= numRequests ${R}`, `request[token ${t}]`);
+    for (let t = this.start; t < end; t++) if (req[t] >= R) this.fail(`request id ${req[t]} >= numRequests ${R}`, `request[token ${this.tokenNo(t)}]`);
     if (h.hasRank) {
       const rank = b.rank;
-      for (let t = this.start; t < end; t++) if (rank[t] < -1) this.fail(`rank ${rank[t]} < -1`, `rank[token ${t}]`);
+      for (let t = this.start; t < end; t++) if (rank[t] < -1) this.fail(`rank ${rank[t]} < -1`, `rank[token ${this.tokenNo(t)}]`);
     }
     if (h.hasWeight) {
       const w = b.weight!;
       for (let t = this.start; t < end; t++) {
         const v = w[t];
-        if (!(v >= 0 && v < Infinity)) this.fail(`weight ${v} is not finite and non-negative`, `weight[token ${t}]`);
+        if (!(v >= 0 && v < Infinity)) this.fail(`weight ${v} is not finite and non-negative`, `weight[token ${this.tokenNo(t)}]`);
       }
     }
   }
@@ -317,22 +363,31 @@ export class MptParser {
     };
   }
 
-  /** The trace, after the last chunk has been pushed. */
-  finish(): Trace {
+  /**
+   * After the last chunk has been pushed: check that the file ended at its end marker and held the
+   * tokens its header announced. Returns the token count.
+   */
+  end(): number {
     if (this.stage !== Stage.End) {
       if (this.offset === 0) this.fail('empty file');
       const where =
         this.stage === Stage.Magic || this.stage === Stage.Header
           ? 'inside the header'
           : this.stage === Stage.Count && this.fill === 0
-            ? `after ${this.chunkNo} complete chunks (${this.builder!.numTokens} tokens), before the end marker`
+            ? `after ${this.chunkNo} complete chunks (${this.tokens} tokens), before the end marker`
             : `inside chunk ${this.chunkNo} (${STAGE_NAMES[this.stage]}${this.stage === Stage.Ids ? ` of layer ${this.layer}` : ''})`;
       this.fail(`truncated mpt file: ended ${where}, at byte ${this.offset}`);
     }
     const h = this.header!;
-    const b = this.builder!;
-    if (h.numTokens !== null && b.numTokens !== h.numTokens) this.fail(`file holds ${b.numTokens} tokens, header says ${h.numTokens}`, 'header.numTokens');
-    return b.finish(h.numRequests);
+    if (h.numTokens !== null && this.tokens !== h.numTokens) this.fail(`file holds ${this.tokens} tokens, header says ${h.numTokens}`, 'header.numTokens');
+    return this.tokens;
+  }
+
+  /** The trace, after the last chunk has been pushed (not in streaming mode). */
+  finish(): Trace {
+    if (this.onChunk) throw new Error('MptParser.finish: streaming mode keeps no trace; call end()');
+    this.end();
+    return this.builder!.finish(this.header!.numRequests);
   }
 }
 
@@ -513,13 +568,21 @@ export function mptHeaderOf(trace: Trace, model?: Model | null): MptHeader {
   return h;
 }
 
-function* mptBytes(trace: Trace, header: MptHeader, chunkTokens: number): Generator<Uint8Array> {
+/** The start of an mpt file: magic, header length and the JSON header. */
+export function mptPrefixBytes(header: MptHeader): Buffer {
   const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const pre = Buffer.alloc(8);
+  const pre = Buffer.alloc(8 + json.length);
   pre.write(MPT_MAGIC, 0, 'latin1');
   pre.writeUInt32LE(json.length, 4);
-  yield pre;
-  yield json;
+  json.copy(pre, 8);
+  return pre;
+}
+
+/**
+ * The tokens of `trace` as mpt chunks of at most `chunkTokens` tokens (no end marker), laid out as
+ * `header` says (rank and weight present or not, 1- or 2-byte ids). Every piece is a fresh copy.
+ */
+export function* mptChunkBytes(trace: Trace, header: MptHeader, chunkTokens: number): Generator<Uint8Array> {
   const k = trace.topK;
   const view = (a: Uint32Array | Int32Array | Float32Array | Uint16Array, from: number, count: number): Uint8Array =>
     new Uint8Array(a.buffer, a.byteOffset + from * a.BYTES_PER_ELEMENT, count * a.BYTES_PER_ELEMENT);
@@ -543,7 +606,15 @@ function* mptBytes(trace: Trace, header: MptHeader, chunkTokens: number): Genera
       }
     }
   }
-  yield Buffer.alloc(4); // end marker
+}
+
+/** The end marker of an mpt file (a chunk of 0 tokens). */
+export const mptEndBytes = (): Buffer => Buffer.alloc(4);
+
+function* mptBytes(trace: Trace, header: MptHeader, chunkTokens: number): Generator<Uint8Array> {
+  yield mptPrefixBytes(header);
+  yield* mptChunkBytes(trace, header, chunkTokens);
+  yield mptEndBytes();
 }
 
 function* jsonlBytes(trace: Trace): Generator<Uint8Array> {

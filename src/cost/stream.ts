@@ -1,0 +1,141 @@
+/**
+ * `evaluateStream`: `evaluate` on an mpt trace file read chunk by chunk, for traces too large to
+ * load (see src/workload/stream.ts). One `LayerAccumulator` per layer is kept across chunks
+ * (`accumulateLayer` adds a chunk's tokens to its counters, every counter complete after each call)
+ * and `finishLayer` runs once at the end, so the metrics are those of `evaluate` on the loaded
+ * trace up to the order of float additions. Memory: L accumulators (O(L * NG) counters, plus
+ * [L][NG*NG] with `trafficMatrix`), the dispatch tables [L][NG*E], one chunk.
+ */
+import { InputError } from '../errors.js';
+import { dispatchOf } from '../placement.js';
+import type { Cluster, CostOptionsInput, Model } from '../schemas.js';
+import type { Placement, TokenSets, WorkloadMeta } from '../types.js';
+import { ChunkScratch, forEachMptChunk, type ByteProgress } from '../workload/stream.js';
+import { accumulateLayer, LayerAccumulator } from './accumulator.js';
+import { parseCostOptions } from './evaluate.js';
+import { finishLayer, trafficMatrixOf, type Evaluation, type LayerMetrics } from './metrics.js';
+
+export interface EvaluateStreamArgs {
+  /** An mpt trace file (plain or gzipped). */
+  path: string;
+  model: Model;
+  cluster: Cluster;
+  placement: Placement;
+  options?: CostOptionsInput;
+  /** Also the [L][NG*NG] traffic matrices. */
+  trafficMatrix?: boolean;
+  /** Raw bytes read so far of the file's size. */
+  onProgress?: ByteProgress;
+}
+
+/** An evaluation of a streamed trace, with what the read found. */
+export interface StreamEvaluation extends Evaluation {
+  /** Tokens T of the trace. */
+  numTokens: number;
+  /** The trace's meta (format `mpt`, path, sha256 digest of its bytes, notes). */
+  meta: WorkloadMeta;
+}
+
+function checkShapes(model: Model, cluster: Cluster, placement: Placement, file: string): void {
+  const { shape } = placement;
+  const problems: string[] = [];
+  if (cluster.nodes !== shape.nodes || cluster.gpusPerNode !== shape.gpusPerNode || cluster.slotsPerGpu !== shape.slotsPerGpu) {
+    problems.push(
+      `placement shape ${shape.nodes}x${shape.gpusPerNode}x${shape.slotsPerGpu} (nodes x GPUs x slots) differs from cluster ${cluster.nodes}x${cluster.gpusPerNode}x${cluster.slotsPerGpu}`,
+    );
+  }
+  if (placement.numExperts !== model.experts) problems.push(`placement has ${placement.numExperts} experts, model ${model.experts}`);
+  if (placement.phy2log.length !== placement.numLayers) problems.push(`placement.phy2log has ${placement.phy2log.length} layers, expected ${placement.numLayers}`);
+  if (placement.numLayers !== model.moeLayerIds.length) problems.push(`placement has ${placement.numLayers} MoE layers, model ${model.name} ${model.moeLayerIds.length}`);
+  if (problems.length > 0) throw new InputError(problems, { file });
+}
+
+/**
+ * Score `placement` on the mpt trace at `path` under the cost model, streaming the file: the same
+ * metrics as `evaluate({ model, cluster, placement, workload: <the loaded trace>, options,
+ * trafficMatrix })` (equal up to float summation order), without ever holding the trace. The
+ * placement (every dispatch entry) is checked before the file is read. Errors: InputError naming
+ * the file (missing, not mpt, corrupt, truncated, shape mismatch) or the bad placement field.
+ */
+export async function evaluateStream(args: EvaluateStreamArgs): Promise<StreamEvaluation> {
+  const { path, model, cluster, placement } = args;
+  const opts = parseCostOptions(args.options);
+  checkShapes(model, cluster, placement, path);
+  const shape = placement.shape;
+  const NG = shape.numGpus;
+  const E = placement.numExperts;
+  const L = placement.numLayers;
+  const k = model.topK;
+  const withMatrix = args.trafficMatrix === true;
+  const accs: LayerAccumulator[] = [];
+  const dispatch: Int32Array[] = [];
+  const empty: TokenSets = { n: 0, k, experts: new Uint16Array(0), source: new Uint16Array(0), weight: new Float64Array(0) };
+  for (let l = 0; l < L; l++) {
+    const acc = new LayerAccumulator(shape, withMatrix);
+    dispatch.push(dispatchOf(placement, l));
+    accumulateLayer(acc, empty, placement.phy2log[l], dispatch[l], E, opts.mode); // checks the tables up front
+    accs.push(acc);
+  }
+  const scratch = new ChunkScratch();
+  const info = await forEachMptChunk(
+    path,
+    model,
+    (chunk) => {
+      scratch.fill(chunk, NG);
+      const ts: TokenSets = { n: chunk.n, k, experts: empty.experts, source: scratch.source, weight: scratch.weight };
+      for (let l = 0; l < L; l++) {
+        ts.experts = chunk.experts[l];
+        accumulateLayer(accs[l], ts, placement.phy2log[l], dispatch[l], E, opts.mode);
+      }
+    },
+    { onProgress: args.onProgress },
+  );
+
+  const perLayer: LayerMetrics[] = [];
+  const loads: Float64Array[] = [];
+  const matrices: Float64Array[] = [];
+  for (let l = 0; l < L; l++) {
+    perLayer.push(finishLayer(accs[l], l, model, cluster, opts));
+    loads.push(accs[l].load.slice());
+    if (withMatrix) matrices.push(trafficMatrixOf(accs[l], model));
+  }
+  // Totals over layers, as `evaluate` forms them.
+  let interNodeBytes = 0;
+  let intraNodeBytes = 0;
+  let maxLoad = 0;
+  let meanLoad = 0;
+  let balancedness = 0;
+  let maxOverMean = 0;
+  let remote = 0;
+  let tokens = 0;
+  let timeSeconds = 0;
+  for (const m of perLayer) {
+    interNodeBytes += m.interNodeBytes;
+    intraNodeBytes += m.intraNodeBytes;
+    maxLoad = Math.max(maxLoad, m.maxLoad);
+    meanLoad += m.meanLoad;
+    balancedness += m.balancedness;
+    maxOverMean += m.maxOverMean;
+    remote += m.remoteNodesPerToken * m.tokens;
+    tokens += m.tokens;
+    timeSeconds += m.timeSeconds;
+  }
+  const out: StreamEvaluation = {
+    estimated: false,
+    mode: opts.mode,
+    perLayer,
+    interNodeBytes,
+    intraNodeBytes,
+    maxLoad,
+    meanLoad: L > 0 ? meanLoad / L : 0,
+    balancedness: L > 0 ? balancedness / L : 1,
+    maxOverMean: L > 0 ? maxOverMean / L : 1,
+    remoteNodesPerToken: tokens > 0 ? remote / tokens : 0,
+    timeSeconds,
+    loads,
+    numTokens: info.numTokens,
+    meta: info.meta,
+  };
+  if (withMatrix) out.trafficMatrix = matrices;
+  return out;
+}

@@ -1,0 +1,660 @@
+/**
+ * Streaming over canonical `mpt` traces too large to hold in memory (a 10M-token DeepSeek-V3 trace
+ * is 10M x 58 layers x 8 ids: 4.6 GB as bytes, twice that as the Uint16 arrays of a `Trace`).
+ *
+ * - `forEachMptChunk`: read an mpt (or gzipped mpt) file chunk by chunk; memory = one chunk.
+ * - `streamIndex`: the index stage (`WorkloadIndex`, as `indexWorkload` builds it) in one pass:
+ *   exact `expertLoad [E]` and `sampleLoad [B*NG*E]` per layer, and the token sets either exactly
+ *   (while a layer has at most `maxSets` distinct (source, expert set) pairs) or compressed from a
+ *   seeded uniform reservoir sample of `maxSets` tokens, weights scaled to the layer's true total.
+ *   Memory O(L * maxSets * k) plus one chunk.
+ * - `isLargeTrace`: whether a workload file is an mpt trace too large to load (the CLI then streams).
+ * - `workloadOfIndex`: a counts stand-in for the `workload` field of a SolveInput / feasibility check
+ *   when the solver is handed a streamed index.
+ * - `MptWriter`: append traces piece by piece to one mpt file (same format as `writeTrace`).
+ *
+ * The streaming evaluator (`evaluateStream`) is in src/cost/stream.ts.
+ */
+import { once } from 'node:events';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { rename, stat, unlink } from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
+import { createGzip, type Gzip } from 'node:zlib';
+import { InputError, MoePlacerError } from '../errors.js';
+import { deriveSeed, Rng } from '../rng.js';
+import type { Model } from '../schemas.js';
+import type { LayerIndex, TokenSets, Trace, Workload, WorkloadIndex, WorkloadMeta } from '../types.js';
+import { DEFAULT_INDEX, requestDeals, type IndexOptions } from './indexer.js';
+import { fsError, peekContent, readContent, ReadContext } from './io.js';
+import { checkTrace, MPT_MAGIC, mptChunkBytes, mptEndBytes, MptParser, mptPrefixBytes, type MptChunk, type MptHeader } from './mpt.js';
+import { compressTokenSets } from './tokens.js';
+
+export type { MptChunk } from './mpt.js';
+
+/** Raw byte progress of a streamed read: bytes read so far of `totalBytes` (the file's size). */
+export type ByteProgress = (bytesRead: number, totalBytes: number) => void;
+
+/** What a streamed read of an mpt file found. */
+export interface MptStreamInfo {
+  header: MptHeader;
+  /** Tokens T read. */
+  numTokens: number;
+  /** `format: 'mpt'`, the path, the sha256 of the raw bytes (as `loadWorkload` computes it), notes. */
+  meta: WorkloadMeta;
+}
+
+/**
+ * Read the mpt trace at `path` (plain or gzipped) chunk by chunk, validated as `loadWorkload`
+ * validates it, calling `onChunk` with each chunk (views valid only during the call). Memory: one
+ * chunk of the file. Throws an InputError naming the file for a missing, empty, non-mpt, corrupt or
+ * truncated file (a truncated file fails only at its end, after every complete chunk was handed on).
+ */
+export async function forEachMptChunk(
+  path: string,
+  model: Model,
+  onChunk: (chunk: MptChunk, header: MptHeader) => void,
+  opts: { onProgress?: ByteProgress } = {},
+): Promise<MptStreamInfo> {
+  let size: number;
+  try {
+    const st = await stat(path);
+    if (st.isDirectory()) throw new InputError('is a folder; streaming reads one mpt trace file', { file: path });
+    if (!st.isFile()) throw new InputError('not a regular file', { file: path });
+    size = st.size;
+  } catch (err) {
+    throw fsError(path, err);
+  }
+  if (size === 0) throw new InputError('empty file', { file: path });
+  const peek = await peekContent(path, 8);
+  if (peek.content.length < 4 || peek.content.toString('latin1', 0, 4) !== MPT_MAGIC) {
+    throw new InputError('not an mpt trace: streaming reads the binary mpt format only (convert other formats with writeTrace)', { file: path });
+  }
+  const ctx = new ReadContext(size, opts.onProgress);
+  const parser: MptParser = new MptParser(path, model, peek.gzip ? size * 1032 + 1024 : size, (c) => onChunk(c, parser.header!));
+  try {
+    for await (const buf of readContent(path, ctx, size)) parser.push(buf);
+  } catch (err) {
+    if (err instanceof MoePlacerError) throw err;
+    if (typeof (err as NodeJS.ErrnoException)?.code === 'string' && (err as NodeJS.ErrnoException).code!.startsWith('E')) throw fsError(path, err);
+    throw err;
+  }
+  const numTokens = parser.end();
+  const header = parser.header!;
+  const notes = [...parser.notes, `${header.numRequests} requests, ${numTokens} tokens (streamed)`];
+  if (!header.hasRank) notes.push('no source rank recorded');
+  return { header, numTokens, meta: { format: 'mpt', path, digest: ctx.digest(), notes } };
+}
+
+// ------------------------------------------------------------------------------------------------
+// streamIndex
+
+/** Default `maxSets` of `streamIndex` (token sets kept per layer). */
+export const STREAM_MAX_SETS = 65536;
+
+export interface StreamIndexOptions extends IndexOptions {
+  /** Raw bytes read so far of the file's size. */
+  onProgress?: ByteProgress;
+}
+
+/** A `WorkloadIndex` built by streaming, with what the read found. */
+export interface StreamedIndex extends WorkloadIndex {
+  /** Tokens T and requests R of the trace. */
+  numTokens: number;
+  numRequests: number;
+  /** The trace's meta (format `mpt`, path, sha256 digest of the bytes, notes). */
+  meta: WorkloadMeta;
+}
+
+/**
+ * Exact compression of one layer's tokens while they arrive: distinct (source, sorted expert set)
+ * pairs in order of first appearance, weights summed in token order, i.e. exactly what
+ * `compressTokenSets` gives on all the tokens at once. Gives up (`alive = false`, storage freed)
+ * once more than `max` distinct pairs appear. Open addressing over typed arrays, grown x2.
+ */
+class SetTable {
+  n = 0;
+  alive = true;
+  private cap = 1024;
+  private experts: Uint16Array;
+  private source: Uint16Array;
+  private weight: Float64Array;
+  private table: Int32Array;
+  private readonly key: Uint16Array;
+
+  constructor(
+    readonly k: number,
+    readonly max: number,
+  ) {
+    this.cap = Math.min(this.cap, Math.max(1, max));
+    this.experts = new Uint16Array(this.cap * k);
+    this.source = new Uint16Array(this.cap);
+    this.weight = new Float64Array(this.cap);
+    this.table = new Int32Array(tableSize(this.cap)).fill(-1);
+    this.key = new Uint16Array(k);
+  }
+
+  /** Add tokens 0..n-1 of a chunk: ids [n*k] token-major, src [n], w [n]. */
+  add(ids: Uint16Array, src: Uint16Array, w: Float64Array, n: number): void {
+    const k = this.k;
+    const key = this.key;
+    for (let t = 0; t < n; t++) {
+      // the token's ids, insertion-sorted ascending (k is small)
+      const base = t * k;
+      for (let j = 0; j < k; j++) {
+        const v = ids[base + j];
+        let i = j;
+        while (i > 0 && key[i - 1] > v) {
+          key[i] = key[i - 1];
+          i--;
+        }
+        key[i] = v;
+      }
+      const s = src[t];
+      let h = Math.imul(s + 1, 0x9e3779b1) >>> 0;
+      for (let j = 0; j < k; j++) h = Math.imul(h ^ (key[j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
+      const table = this.table;
+      const mask = table.length - 1;
+      h = (h ^ (h >>> 15)) & mask;
+      for (;;) {
+        const at = table[h];
+        if (at < 0) {
+          if (this.n === this.max) {
+            this.die();
+            return;
+          }
+          if (this.n === this.cap) {
+            this.grow();
+            // re-probe in the new table
+            t--;
+            break;
+          }
+          const out = this.n++;
+          table[h] = out;
+          this.source[out] = s;
+          this.weight[out] = w[t];
+          this.experts.set(key, out * k);
+          break;
+        }
+        const ex = this.experts;
+        let same = this.source[at] === s;
+        for (let j = 0; same && j < k; j++) same = ex[at * k + j] === key[j];
+        if (same) {
+          this.weight[at] += w[t];
+          break;
+        }
+        h = (h + 1) & mask;
+      }
+    }
+  }
+
+  private grow(): void {
+    const k = this.k;
+    const cap = Math.min(this.max, this.cap * 2);
+    const ex = new Uint16Array(cap * k);
+    ex.set(this.experts);
+    const src = new Uint16Array(cap);
+    src.set(this.source);
+    const w = new Float64Array(cap);
+    w.set(this.weight);
+    this.experts = ex;
+    this.source = src;
+    this.weight = w;
+    this.cap = cap;
+    const table = new Int32Array(tableSize(cap)).fill(-1);
+    const mask = table.length - 1;
+    for (let i = 0; i < this.n; i++) {
+      let h = Math.imul(src[i] + 1, 0x9e3779b1) >>> 0;
+      for (let j = 0; j < k; j++) h = Math.imul(h ^ (ex[i * k + j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
+      h = (h ^ (h >>> 15)) & mask;
+      while (table[h] >= 0) h = (h + 1) & mask;
+      table[h] = i;
+    }
+    this.table = table;
+  }
+
+  private die(): void {
+    this.alive = false;
+    this.experts = new Uint16Array(0);
+    this.source = new Uint16Array(0);
+    this.weight = new Float64Array(0);
+    this.table = new Int32Array(0);
+  }
+
+  /** The compressed sets (trimmed copies). */
+  sets(): TokenSets {
+    const n = this.n;
+    return { n, k: this.k, experts: this.experts.slice(0, n * this.k), source: this.source.slice(0, n), weight: this.weight.slice(0, n) };
+  }
+}
+
+/** Power of two >= 2 * cap. */
+function tableSize(cap: number): number {
+  let size = 1;
+  while (size < 2 * cap) size <<= 1;
+  return size;
+}
+
+/**
+ * Seeded uniform sample of at most `m` tokens of a stream (Li's algorithm L: the gaps between
+ * kept tokens are drawn, about m (1 + ln(T/m)) random draws in all, none per skipped token). A
+ * kept token's expert ids of every layer, source and weight are copied in.
+ */
+class Reservoir {
+  /** Tokens seen and kept so far. */
+  seen = 0;
+  size = 0;
+  /** [L] of [m*k] ids; [m] source, weight and index in the trace of each kept token. */
+  readonly experts: Uint16Array[];
+  readonly source: Uint16Array;
+  readonly weight: Float64Array;
+  readonly index: Float64Array;
+  private w = 1;
+  /** Index of the next token to keep once the reservoir is full. */
+  private next = 0;
+
+  constructor(
+    readonly m: number,
+    readonly numLayers: number,
+    readonly k: number,
+    private readonly rng: Rng,
+  ) {
+    this.experts = Array.from({ length: numLayers }, () => new Uint16Array(m * k));
+    this.source = new Uint16Array(m);
+    this.weight = new Float64Array(m);
+    this.index = new Float64Array(m);
+  }
+
+  private u(): number {
+    return 1 - this.rng.next(); // (0, 1]
+  }
+
+  private advance(): void {
+    this.w *= Math.exp(Math.log(this.u()) / this.m);
+    this.next += Math.floor(Math.log(this.u()) / Math.log1p(-this.w)) + 1;
+  }
+
+  add(chunk: MptChunk, src: Uint16Array, wt: Float64Array): void {
+    const { n, experts } = chunk;
+    const first = this.seen;
+    const end = first + n;
+    // filling
+    while (this.size < this.m && this.seen < end) {
+      this.put(this.size++, this.seen - first, experts, src, wt, this.seen);
+      this.seen++;
+      if (this.size === this.m) {
+        this.next = this.m - 1;
+        this.advance();
+      }
+    }
+    if (this.size < this.m) return;
+    while (this.next < end) {
+      const t = this.next - first;
+      this.put(this.rng.int(this.m), t, experts, src, wt, this.next);
+      this.advance();
+    }
+    this.seen = end;
+  }
+
+  private put(slot: number, t: number, experts: Uint16Array[], src: Uint16Array, wt: Float64Array, index: number): void {
+    const k = this.k;
+    for (let l = 0; l < this.numLayers; l++) {
+      const from = experts[l];
+      const to = this.experts[l];
+      for (let j = 0; j < k; j++) to[slot * k + j] = from[t * k + j];
+    }
+    this.source[slot] = src[t];
+    this.weight[slot] = wt[t];
+    this.index[slot] = index;
+  }
+
+  /** Kept slots in trace order. */
+  order(): Int32Array {
+    const ord = Int32Array.from({ length: this.size }, (_, i) => i);
+    const idx = this.index;
+    return ord.sort((a, b) => idx[a] - idx[b]);
+  }
+
+  /** Layer l's kept tokens (in trace order) as token sets. */
+  layerSets(l: number, ord: Int32Array): TokenSets {
+    const k = this.k;
+    const n = ord.length;
+    const experts = new Uint16Array(n * k);
+    const source = new Uint16Array(n);
+    const weight = new Float64Array(n);
+    const ids = this.experts[l];
+    for (let i = 0; i < n; i++) {
+      const s = ord[i];
+      for (let j = 0; j < k; j++) experts[i * k + j] = ids[s * k + j];
+      source[i] = this.source[s];
+      weight[i] = this.weight[s];
+    }
+    return { n, k, experts, source, weight };
+  }
+}
+
+/**
+ * Per chunk: `source [n]` and `weight [n]` of each token as `tokenSetsOfLayer` computes them
+ * (source = recorded rank, else request id, mod numGpus; weight 1 when the trace has none).
+ * Buffers are reused across chunks (grown to the largest); `fill` overwrites them.
+ */
+export class ChunkScratch {
+  source = new Uint16Array(0);
+  weight = new Float64Array(0);
+
+  fill(chunk: MptChunk, numGpus: number): void {
+    const n = chunk.n;
+    if (this.source.length < n) {
+      this.source = new Uint16Array(n);
+      this.weight = new Float64Array(n);
+    }
+    const { request, rank, weight } = chunk;
+    const src = this.source;
+    const w = this.weight;
+    for (let t = 0; t < n; t++) {
+      const r = rank[t];
+      src[t] = (r >= 0 ? r : request[t]) % numGpus; // sourceOf() of tokens.ts
+      w[t] = weight ? weight[t] : 1;
+    }
+  }
+}
+
+function checkInt(v: number, min: number, max: number, field: string): void {
+  if (!(Number.isInteger(v) && v >= min && v <= max)) throw new InputError(`must be an integer in ${min}..${max}, got ${v}`, { field });
+}
+
+/**
+ * Index the mpt trace at `path` for `numGpus` source GPUs without loading it: the `WorkloadIndex`
+ * `indexWorkload` gives for the loaded trace, built in one streamed pass.
+ *
+ * Per MoE layer l:
+ * - `expertLoad [E]` and `sampleLoad [B*NG*E]` (B = `opts.samples`, request deals of
+ *   `requestDeals`): exact, summed in token order, so bit-identical to `indexWorkload`'s;
+ * - `sets`: while the layer has at most `maxSets` distinct (source, expert set) pairs they are
+ *   kept exactly (identical to `indexWorkload`'s sets, `sampled` false). Beyond that the layer's
+ *   sets are `compressTokenSets` of a seeded uniform sample of `maxSets` tokens (one reservoir
+ *   shared by all layers, tokens in trace order; source = rank, else request, mod numGpus), each
+ *   weight scaled by (total weight of all tokens) / (weight of the kept ones), so the layer's total
+ *   set weight equals its true total (`sampled` true). Same seed, same sample.
+ *
+ * `opts.maxSets` defaults to `STREAM_MAX_SETS` (65536), `opts.samples` and `opts.seed` to
+ * `indexWorkload`'s defaults. Memory: O(L * maxSets * k) ids, O(L * B * NG * E) loads, one chunk.
+ * Errors: InputError naming the file (see `forEachMptChunk`) or the bad option.
+ */
+export async function streamIndex(path: string, model: Model, numGpus: number, opts: StreamIndexOptions = {}): Promise<StreamedIndex> {
+  checkInt(numGpus, 1, 65536, 'numGpus');
+  const maxSets = opts.maxSets ?? STREAM_MAX_SETS;
+  checkInt(maxSets, 1, 1 << 26, 'maxSets');
+  const B = opts.samples ?? DEFAULT_INDEX.samples;
+  checkInt(B, 0, 1024, 'samples');
+  const seed = opts.seed ?? 0;
+  const L = model.moeLayerIds.length;
+  const E = model.experts;
+  const k = model.topK;
+  const NG = numGpus;
+
+  const expertLoad = Array.from({ length: L }, () => new Float64Array(E));
+  const sampleLoad = Array.from({ length: L }, () => new Float64Array(B * NG * E));
+  const tables = Array.from({ length: L }, () => new SetTable(k, maxSets));
+  const reservoir = new Reservoir(maxSets, L, k, new Rng(deriveSeed(seed, 0x57e, 4)));
+  const scratch = new ChunkScratch();
+  let deal: Int32Array | null = null;
+  let R = 0;
+  /** [B*n] row offset (b*NG + deal_b(request)) * E of each token of the chunk, per deal. */
+  let rows = new Int32Array(0);
+  let total = 0;
+
+  const info = await forEachMptChunk(
+    path,
+    model,
+    (chunk, header) => {
+      const n = chunk.n;
+      if (deal === null) {
+        R = header.numRequests;
+        deal = requestDeals(R, NG, B, seed);
+      }
+      scratch.fill(chunk, NG);
+      const src = scratch.source;
+      const wt = scratch.weight;
+      for (let t = 0; t < n; t++) total += wt[t];
+      if (rows.length < B * n) rows = new Int32Array(B * n);
+      const req = chunk.request;
+      const d = deal;
+      for (let b = 0; b < B; b++) {
+        const off = b * R;
+        for (let t = 0; t < n; t++) rows[b * n + t] = (b * NG + d[off + req[t]]) * E;
+      }
+      reservoir.add(chunk, src, wt);
+      for (let l = 0; l < L; l++) {
+        const ids = chunk.experts[l];
+        const el = expertLoad[l];
+        const sl = sampleLoad[l];
+        for (let t = 0; t < n; t++) {
+          const w = wt[t];
+          const base = t * k;
+          for (let j = 0; j < k; j++) el[ids[base + j]] += w;
+          for (let b = 0; b < B; b++) {
+            const row = rows[b * n + t];
+            for (let j = 0; j < k; j++) sl[row + ids[base + j]] += w;
+          }
+        }
+        const table = tables[l];
+        if (table.alive) table.add(ids, src, wt, n);
+      }
+    },
+    { onProgress: opts.onProgress },
+  );
+
+  const layers: LayerIndex[] = [];
+  let order: Int32Array | null = null;
+  for (let l = 0; l < L; l++) {
+    const table = tables[l];
+    if (table.alive) {
+      layers.push({ expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets: table.sets(), sampled: false });
+      continue;
+    }
+    order ??= reservoir.order();
+    const sets = compressTokenSets(reservoir.layerSets(l, order));
+    let kept = 0;
+    for (let i = 0; i < sets.n; i++) kept += sets.weight[i];
+    const scale = kept > 0 ? total / kept : 0;
+    for (let i = 0; i < sets.n; i++) sets.weight[i] *= scale;
+    layers.push({ expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets, sampled: true });
+  }
+  const sampledLayers = layers.filter((x) => x.sampled).length;
+  if (sampledLayers > 0) {
+    info.meta.notes!.push(`token sets of ${sampledLayers} of ${L} layers from a uniform sample of ${Math.min(maxSets, info.numTokens)} tokens (seed ${seed})`);
+  }
+  return {
+    numGpus: NG,
+    samples: B,
+    estimated: false,
+    layers,
+    numTokens: info.numTokens,
+    numRequests: info.header.numRequests,
+    meta: info.meta,
+  };
+}
+
+/**
+ * A counts workload standing in for a streamed trace where an API wants a `Workload` beside the
+ * index (`SolveInput.workload`, `checkFeasibility`, `layerMaxLoadBounds`): its counts are the
+ * index's exact `expertLoad`s (shared, not copied) and its meta the trace's (path, digest). Do not
+ * `evaluate` it (that would estimate traffic from counts): use `evaluateStream` on the file.
+ */
+export function workloadOfIndex(index: StreamedIndex): Workload {
+  const layers = index.layers;
+  return {
+    kind: 'counts',
+    counts: { numLayers: layers.length, numExperts: layers.length > 0 ? layers[0].expertLoad.length : 0, counts: layers.map((x) => x.expertLoad) },
+    meta: { ...index.meta, notes: [...(index.meta.notes ?? [])] },
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// isLargeTrace
+
+/** In-memory size above which `isLargeTrace` says a trace should be streamed (1 GiB). */
+export const LARGE_TRACE_BYTES = 1 << 30;
+
+/**
+ * Whether the workload at `path` is an mpt trace too large to load whole: the `Trace` it would
+ * become (per token 4 B request + 4 B rank + 4 B weight if any + L*k*2 B ids) exceeds `maxBytes`
+ * (default `LARGE_TRACE_BYTES`, 1 GiB; DeepSeek-V3 reaches it at about 2.25M tokens). The size comes
+ * from the header's `numTokens`; when the header leaves it null, from the file size (for a gzipped
+ * file its compressed size, a lower bound). Anything that is not an mpt file (a folder, another
+ * format, an unreadable header) gives false: the caller's ordinary loader then reads it or reports
+ * the problem. A missing path throws an InputError naming it.
+ */
+export async function isLargeTrace(path: string, opts: { maxBytes?: number } = {}): Promise<boolean> {
+  const maxBytes = opts.maxBytes ?? LARGE_TRACE_BYTES;
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw fsError(path, err);
+  }
+  if (!st.isFile() || st.size < 8) return false;
+  const peek = await peekContent(path, 1 << 16).catch(() => null);
+  if (peek === null) return false;
+  const c = peek.content;
+  if (c.length < 8 || c.toString('latin1', 0, 4) !== MPT_MAGIC) return false;
+  const H = c.readUInt32LE(4);
+  if (8 + H > c.length) return false;
+  let h: Partial<MptHeader>;
+  try {
+    h = JSON.parse(c.toString('utf8', 8, 8 + H)) as Partial<MptHeader>;
+  } catch {
+    return false;
+  }
+  const L = Number(h.numLayers);
+  const k = Number(h.topK);
+  if (!(L >= 1 && k >= 1)) return false;
+  const inMemory = 8 + (h.hasWeight ? 4 : 0) + L * k * 2;
+  if (typeof h.numTokens === 'number') return h.numTokens * inMemory > maxBytes;
+  const inFile = 4 + (h.hasRank ? 4 : 0) + (h.hasWeight ? 4 : 0) + L * k * (h.idBytes === 2 ? 2 : 1);
+  return (st.size / inFile) * inMemory > maxBytes;
+}
+
+// ------------------------------------------------------------------------------------------------
+// MptWriter
+
+export interface MptWriterOptions {
+  /** Gzip the file (default: when the path ends in .gz). */
+  gzip?: boolean;
+  /** zlib level 1..9 (default 1). */
+  gzipLevel?: number;
+  /** Tokens per chunk (default 65536). */
+  chunkTokens?: number;
+}
+
+/**
+ * Writes one mpt file from traces appended piece by piece (e.g. a trace generated in parts too
+ * large to hold at once), in exactly the layout of `writeTrace`. The header is given up front:
+ * `numRequests` must bound every request id appended, `numTokens` is checked at `close` unless
+ * null. Each piece is validated like `writeTrace` validates a trace, plus: its request ids below
+ * `header.numRequests`, weights present exactly when `header.hasWeight`, no rank recorded when
+ * `!header.hasRank`. The file appears atomically at `close` (written next to `path`, renamed);
+ * `abort` removes the partial file.
+ */
+export class MptWriter {
+  private numTokens = 0;
+  private error: unknown = null;
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    readonly header: MptHeader,
+    private readonly tmp: string,
+    private readonly out: WriteStream,
+    private readonly sink: WriteStream | Gzip,
+    private readonly chunkTokens: number,
+  ) {
+    const keep = (err: unknown): void => {
+      this.error ??= err;
+    };
+    out.on('error', (err) => {
+      keep(err);
+      if (sink !== out) sink.destroy(err); // a gzip stream waiting for drain would wait forever
+    });
+    if (sink !== out) sink.on('error', keep);
+  }
+
+  /** Open `path` for writing and write the header. */
+  static async open(path: string, header: MptHeader, opts: MptWriterOptions = {}): Promise<MptWriter> {
+    const chunkTokens = opts.chunkTokens ?? 65536;
+    checkInt(chunkTokens, 1, 1 << 24, 'chunkTokens');
+    if (header.idBytes !== (header.numExperts <= 256 ? 1 : 2)) throw new InputError(`must be ${header.numExperts <= 256 ? 1 : 2} for ${header.numExperts} experts`, { field: 'header.idBytes' });
+    const tmp = `${path}.${process.pid}.tmp`;
+    const out = createWriteStream(tmp);
+    const gzip = opts.gzip ?? /\.gz$/i.test(path);
+    const sink = gzip ? createGzip({ level: opts.gzipLevel ?? 1 }) : out;
+    if (sink !== out) (sink as Gzip).pipe(out);
+    const w = new MptWriter(path, header, tmp, out, sink, chunkTokens);
+    await w.write(mptPrefixBytes(header));
+    return w;
+  }
+
+  private async write(buf: Uint8Array): Promise<void> {
+    if (this.error) throw fsError(this.path, this.error);
+    if (!this.sink.write(buf)) {
+      try {
+        await once(this.sink, 'drain');
+      } catch (err) {
+        this.error ??= err;
+      }
+    }
+    if (this.error) throw fsError(this.path, this.error);
+  }
+
+  /** Append the tokens of `trace` (request ids as in the file, i.e. already offset by the caller). */
+  async append(trace: Trace): Promise<void> {
+    if (this.closed) throw new Error('MptWriter.append after close');
+    const h = this.header;
+    checkTrace({ ...trace, numRequests: h.numRequests });
+    const bad = (msg: string, field: string): never => {
+      throw new InputError(msg, { field: `trace.${field}` });
+    };
+    if (trace.numLayers !== h.numLayers || trace.numExperts !== h.numExperts || trace.topK !== h.topK) {
+      bad(`shape ${trace.numLayers} layers x ${trace.numExperts} experts x top-${trace.topK} differs from the header's ${h.numLayers} x ${h.numExperts} x top-${h.topK}`, 'numLayers');
+    }
+    if ((trace.weight !== null) !== h.hasWeight) bad(h.hasWeight ? 'the header says hasWeight: every piece needs weights' : 'the header says no weights', 'weight');
+    if (!h.hasRank) {
+      for (let t = 0; t < trace.numTokens; t++) if (trace.rank[t] >= 0) bad('the header says no rank is recorded', `rank[${t}]`);
+    }
+    if (h.numTokens !== null && this.numTokens + trace.numTokens > h.numTokens) bad(`${this.numTokens + trace.numTokens} tokens exceed the header's numTokens ${h.numTokens}`, 'numTokens');
+    for (const buf of mptChunkBytes(trace, h, this.chunkTokens)) await this.write(buf);
+    this.numTokens += trace.numTokens;
+  }
+
+  /** Write the end marker, close and move the file into place. Returns bytes written and tokens. */
+  async close(): Promise<{ bytes: number; numTokens: number }> {
+    if (this.closed) throw new Error('MptWriter.close twice');
+    this.closed = true;
+    try {
+      if (this.header.numTokens !== null && this.numTokens !== this.header.numTokens) {
+        throw new InputError(`${this.numTokens} tokens written, the header says ${this.header.numTokens}`, { file: this.path, field: 'header.numTokens' });
+      }
+      await this.write(mptEndBytes());
+      this.sink.end();
+      await finished(this.out);
+      if (this.error) throw fsError(this.path, this.error);
+      await rename(this.tmp, this.path);
+    } catch (err) {
+      await this.discard();
+      throw err instanceof InputError ? err : fsError(this.path, err);
+    }
+    return { bytes: this.out.bytesWritten, numTokens: this.numTokens };
+  }
+
+  /** Give up: close and remove the partial file. */
+  async abort(): Promise<void> {
+    this.closed = true;
+    await this.discard();
+  }
+
+  private async discard(): Promise<void> {
+    this.sink.destroy();
+    this.out.destroy();
+    await unlink(this.tmp).catch(() => undefined);
+  }
+}
