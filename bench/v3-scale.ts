@@ -1,8 +1,8 @@
 /**
  * Targets 3 and 4: DeepSeek-V3 scale from the generator (58 MoE layers, 256 experts, top-8),
- * marginals fitted to the real SGLang decode counts when ../shared/data is present. The optimizer
- * fits a 64k-token trace; every plan is scored on a second 64k-token trace drawn with another seed
- * (same marginals, new requests). EP32 (4 x 8 x 9 slots) in normal mode and EP144 (18 x 8 x 2) in
+ * marginals fitted to the real SGLang decode counts when ../shared/data is present. One trace of
+ * 2 x 64k tokens is generated; the optimizer fits its even-numbered requests and every plan is
+ * scored on the odd-numbered ones (same routing distribution, requests never seen). EP32 (4 x 8 x 9 slots) in normal mode and EP144 (18 x 8 x 2) in
  * low-latency mode; objectives traffic and time against EPLB, with solver wall time. Speed: the
  * balance objective's solver time, and the traffic objective with 1 and 2 workers (speed-up).
  *
@@ -14,6 +14,7 @@ import { generateTrace } from '../src/generator.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
 import { makeShape, type Counts, type Placement, type Workload } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
+import { filterRequests } from '../src/workload/tokens.js';
 import { eplbSolver } from '../solvers/eplb.js';
 import { optimize } from '../solvers/optimize.js';
 import type { SolveInput } from '../solvers/types.js';
@@ -33,9 +34,10 @@ if (countsFile) {
   if (w.kind === 'counts') counts = w.counts;
 }
 let t = performance.now();
-const fitTrace = generateTrace({ model, tokens, seed: 1, counts });
-const heldTrace = generateTrace({ model, tokens, seed: 2, counts });
-console.log(`generated 2 x ${tokens} tokens in ${((performance.now() - t) / 1000).toFixed(1)} s (marginals: ${counts ? 'real decode counts' : 'generator default'})`);
+const all = generateTrace({ model, tokens: 2 * tokens, seed: 1, counts });
+const fitTrace = filterRequests(all, (r) => r % 2 === 0);
+const heldTrace = filterRequests(all, (r) => r % 2 === 1);
+console.log(`generated ${2 * tokens} tokens in ${((performance.now() - t) / 1000).toFixed(1)} s (marginals: ${counts ? 'real decode counts' : 'generator default'})`);
 const W = (tr: typeof fitTrace): Workload => ({ kind: 'trace', trace: tr, meta: { format: 'generated' } });
 
 const rows: Record<string, string | number>[] = [];
@@ -76,7 +78,7 @@ for (const sc of scenarios) {
     console.error(JSON.stringify(rows[rows.length - 1]));
   }
 }
-printTable(`DeepSeek-V3 synthetic (${tokens} tokens fitted, ${tokens} held out), workers 2`, rows);
+printTable(`DeepSeek-V3 synthetic (${fitTrace.numTokens} tokens fitted, ${heldTrace.numTokens} held out), workers 2`, rows);
 
 if (!process.argv.includes('--skip-speedup')) {
   const cluster = resolveCluster('h800-4x8', model, { nodes: 4, gpusPerNode: 8, slotsPerGpu: 9 });

@@ -15,8 +15,10 @@ import type { Placement } from '../src/types.js';
 import { indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
 import type { Solver, SolveInput, SolveResult } from './types.js';
 
-/** Default annealing proposals per layer and candidate, per expert of the model. */
+/** Default annealing proposals per layer, start and candidate, per expert of the model... */
 export const DEFAULT_PROPOSALS_PER_EXPERT = 100;
+/** ...and at most this many (large models start from communities and need fewer per expert). */
+export const DEFAULT_MAX_PROPOSALS = 10000;
 /** Extra max-load slack of each request sample over eps. */
 export const DEFAULT_SAMPLE_SLACK = 0.01;
 /** Token sets the node-level search works on per layer. */
@@ -54,7 +56,7 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
     weight: li.sets.weight,
     expertLoad: li.expertLoad,
     sampleLoad: li.sampleLoad,
-    iterations: (opts.proposalsPerExpert ?? DEFAULT_PROPOSALS_PER_EXPERT) * E,
+    iterations: opts.proposalsPerExpert !== undefined ? opts.proposalsPerExpert * E : Math.min(DEFAULT_PROPOSALS_PER_EXPERT * E, DEFAULT_MAX_PROPOSALS),
     restarts: opts.restarts ?? (E <= 32 ? 4 : 1),
     maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
     sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
@@ -82,6 +84,8 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
   };
   if (workers === 1 || tasks.length === 1) {
     for (const t of tasks) {
+      // Yield to the event loop between layers so that a SIGINT handler can abort the run.
+      await new Promise((resolve) => setImmediate(resolve));
       if (input.signal?.aborted) return { results, interrupted: true };
       results[t.layer] = solveLayer(t);
       report(results[t.layer]!);

@@ -634,7 +634,7 @@ const runDemo: Runner = async (f, ctx) => {
       ctx.out(demoTable(rows));
       ctx.out(
         `\nnormal (prefill) mode, DeepEP-style dispatch + combine; bytes summed over the ${model.moeLayerIds.length} MoE layers of one pass over the held-out tokens.\n` +
-          `eplb = DeepSeek EPLB (balances load only); optimize = moe-placer's solver, objective traffic (max load within 2% of the balanced plan).\n` +
+          `eplb = DeepSeek EPLB (balances load; its hierarchical mode keeps expert groups on nodes); optimize = moe-placer's solver, objective traffic (max load within 2% of the balanced plan).\n` +
           (outDir !== undefined ? `plans written to ${outDir}/eplb.plan.json and ${outDir}/optimize.plan.json\n` : '') +
           `total ${num(totalSeconds, 1)} s (trace generation ${num(generateSeconds, 1)} s)\n`,
       );

@@ -159,7 +159,7 @@ interface LayerBuffers {
   segMass: Float64Array;
   /** [S] experts left in each range. */
   segLeft: Int32Array;
-  /** [k] experts chosen so far by the token and their weights. */
+  /** [k] experts chosen so far by the token, ascending, and their weights. */
   cho: Int32Array;
   choW: Float64Array;
   /** [E] stamp of the token that last chose expert e. */
@@ -217,12 +217,37 @@ function prepareTopics(dims: Dims, buf: LayerBuffers): void {
 }
 
 /**
+ * Smallest e in [a, b) with `cum[base + e] > y` (b - 1 if none): the guide slot of y brackets the
+ * answer between guide[slot] and guide[slot + 1], a binary search finishes it, and two short walks
+ * absorb the rounding of the slot.
+ */
+function findAbove(cum: Float64Array, guide: Int32Array, base: number, scale: number, E: number, a: number, b: number, y: number): number {
+  let slot = (y * scale) | 0;
+  if (slot >= E) slot = E - 1;
+  if (slot < 0) slot = 0;
+  let lo = guide[base + slot];
+  let hi = slot + 1 < E ? guide[base + slot + 1] : b - 1;
+  if (lo < a) lo = a;
+  if (hi > b - 1) hi = b - 1;
+  if (hi < lo) hi = lo;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cum[base + mid] > y) hi = mid;
+    else lo = mid + 1;
+  }
+  let e = lo;
+  while (e < b - 1 && cum[base + e] <= y) e++;
+  while (e > a && cum[base + e - 1] > y) e--;
+  return e;
+}
+
+/**
  * Sample one layer: `out[t*k + j]` = j-th expert of token t, drawn without replacement with
  * probability proportional to `w[topic[t]][e]` among the experts left (for group-limited models,
  * only inside the `topKGroups` groups drawn first the same way by group weight).
  *
  * Each draw is an exact inverse-CDF search: a uniform x over the weight left picks the allowed
- * range, then a guide-table search on the topic's prefix sums finds the smallest e whose cumulative
+ * range, then a guide table plus a binary search on the topic's prefix sums find the smallest e whose cumulative
  * weight, minus the weight of experts already taken at or before e, exceeds x (a fixed point
  * reached in at most j + 1 searches). Every token consumes exactly topKGroups + k uniforms and
  * the map from uniforms to experts moves continuously with the weights, so replaying one stream
@@ -295,24 +320,16 @@ function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: Laye
       }
       const a = segStart[s];
       const b = segEnd[s];
-      const c0 = a > 0 ? cum[base + a - 1] : 0;
-      let e = a;
-      let r = 0;
-      for (let iter = 0; iter <= j; iter++) {
-        // Smallest e in [a, b) with cum[e] > y: start at the guide slot, walk forward.
-        const y = c0 + x + r;
-        let slot = (y * scale) | 0;
-        if (slot >= E) slot = E - 1;
-        e = guide[base + slot];
-        if (e < a) e = a;
-        while (e < b - 1 && cum[base + e] <= y) e++;
-        let r2 = 0;
-        for (let i = 0; i < j; i++) {
-          const c = cho[i];
-          if (c >= a && c <= e) r2 += choW[i];
-        }
-        if (r2 === r) break;
-        r = r2;
+      // Smallest e in [a, b) whose prefix weight minus the weight taken at or before e exceeds x:
+      // search for c0 + x, add the weight of the taken experts the answer passes, search again.
+      let y = (a > 0 ? cum[base + a - 1] : 0) + x;
+      let i = 0;
+      while (i < j && cho[i] < a) i++;
+      let e = findAbove(cum, guide, base, scale, E, a, b, y);
+      while (i < j && cho[i] <= e) {
+        do y += choW[i++];
+        while (i < j && cho[i] <= e);
+        e = findAbove(cum, guide, base, scale, E, a, b, y);
       }
       if (stamp[e] === t) {
         // Only on ties with zero-weight experts or rounding at the range's end.
@@ -326,10 +343,17 @@ function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: Laye
       }
       const we = w[base + e];
       stamp[e] = t;
-      cho[j] = e;
-      choW[j] = we;
       out[row + j] = e;
       observed[e]++;
+      // Keep the taken experts sorted by id.
+      let pos = j;
+      while (pos > 0 && cho[pos - 1] > e) {
+        cho[pos] = cho[pos - 1];
+        choW[pos] = choW[pos - 1];
+        pos--;
+      }
+      cho[pos] = e;
+      choW[pos] = we;
       if (--segLeft[s] === 0) segMass[s] = 0;
       else {
         const left = segMass[s] - we;

@@ -132,7 +132,7 @@ describe('streamIndex', () => {
     const tr = randomTrace(WIDE, T, 3, { weight: true });
     let total = 0;
     for (let t = 0; t < T; t++) total += tr.weight![t];
-    const exact = indexWorkload({ kind: 'trace', trace: tr, meta: { format: 'mpt' } }, WIDE.topK, 8, { samples: 2 });
+    const exact = indexWorkload({ kind: 'trace', trace: tr, meta: { format: 'mpt' } }, WIDE.topK, 8, { samples: 2, seed: 5 });
     const a = `${tmp.dir}/a.mpt`;
     const b = `${tmp.dir}/b.mpt`;
     await writeTrace(a, tr, WIDE, { chunkTokens: 50 });
@@ -179,7 +179,7 @@ describe('streamIndex', () => {
     }
     // ids 0..9 also occur as 2nd/3rd ids of other tokens (~3 * 2/300 of tokens each): expected
     // T/10 + T * 2 * (1/299) ~ 427; sd of each estimate ~ 4%.
-    for (let d = 0; d < 10; d++) expect(Math.abs(tenth[d] - 427) / 427).toBeLessThan(0.15);
+    for (let d = 0; d < 10; d++) expect(Math.abs(tenth[d] - 424) / 424).toBeLessThan(0.15);
   });
 
   it('plugs into the solver input: counts stand-in with the exact loads and the file digest', async () => {

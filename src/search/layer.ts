@@ -16,6 +16,7 @@ import { capSets } from '../workload/indexer.js';
 import { compressTokenSets } from '../workload/tokens.js';
 import type { Shape, TokenSets } from '../types.js';
 import { makeShape } from '../types.js';
+import { coactivationGraph, louvainCommunities } from './coactivation.js';
 import { NodeState, searchNodes } from './node-search.js';
 import { gpuLoadsOf, packGroup, type Chunks } from './pack.js';
 
@@ -179,6 +180,54 @@ function packNodes(st: NodeState, E: number, shape: Shape, lv: LoadVectors, caps
   return { phy2log, dispatch, maxLoad };
 }
 
+/**
+ * Node-level start from expert communities ([E] community id): communities by load descending,
+ * each onto the least-loaded node with room for all of it; a community that fits nowhere is dealt
+ * expert by expert (heaviest first) onto the least-loaded nodes with a free slot.
+ */
+export function communityStart(comm: Int32Array, load: Float64Array, nodes: number, slotsPerNode: number): Uint8Array {
+  const E = comm.length;
+  const C = Math.max(...comm) + 1;
+  const cLoad = new Float64Array(C);
+  const members: number[][] = Array.from({ length: C }, () => []);
+  for (let e = 0; e < E; e++) {
+    cLoad[comm[e]] += load[e];
+    members[comm[e]].push(e);
+  }
+  const nodeLoad = new Float64Array(nodes);
+  const used = new Int32Array(nodes);
+  const has = new Uint8Array(E * nodes);
+  const order = Array.from({ length: C }, (_, c) => c).sort((a, b) => cLoad[b] - cLoad[a] || a - b);
+  const place = (e: number, m: number): void => {
+    has[e * nodes + m] = 1;
+    used[m]++;
+    nodeLoad[m] += load[e];
+  };
+  for (const c of order) {
+    const size = members[c].length;
+    let best = -1;
+    for (let m = 0; m < nodes; m++) if (used[m] + size <= slotsPerNode && (best < 0 || nodeLoad[m] < nodeLoad[best])) best = m;
+    if (best >= 0) {
+      for (const e of members[c]) place(e, best);
+      continue;
+    }
+    for (const e of members[c].sort((a, b) => load[b] - load[a] || a - b)) {
+      let m2 = -1;
+      for (let m = 0; m < nodes; m++) if (used[m] < slotsPerNode && (m2 < 0 || nodeLoad[m] < nodeLoad[m2])) m2 = m;
+      place(e, m2);
+    }
+  }
+  return has;
+}
+
+/** Expert communities of a layer: the model's routing groups, else Louvain on co-activation. */
+function communities(task: LayerTask, tokens: TokenSets): Int32Array {
+  const E = task.numExperts;
+  const groups = task.model.groups;
+  if (groups !== undefined && groups > 1) return Int32Array.from({ length: E }, (_, e) => Math.floor(e / (E / groups)));
+  return louvainCommunities(coactivationGraph(tokens, E), task.seed);
+}
+
 /** The balanced layout of a task alone (the fallback for a layer an interruption left unsolved). */
 export function balanceTask(task: LayerTask): { phy2log: Int32Array; dispatch: Int32Array } {
   const shape = makeShape(task.nodes, task.gpusPerNode, task.slotsPerGpu);
@@ -235,6 +284,7 @@ export function solveLayer(task: LayerTask): LayerResult {
     const rng = new Rng(task.seed);
     const G = shape.gpusPerNode;
     const { setSrc, setW, setEx } = nodeSets(tokens, G, task.maxSearchSets, rng.fork(99));
+    const commHas = communityStart(communities(task, tokens), task.expertLoad, shape.nodes, G * shape.slotsPerGpu);
     const D = lv.D;
     const nodeLoads = new Float64Array(shape.nodes * E * D);
     const v = new Float64Array(D);
@@ -248,7 +298,9 @@ export function solveLayer(task: LayerTask): LayerResult {
     const epsList = task.objective === 'time' ? [task.eps, 0.1, 0.3] : [task.eps];
     for (const eps of epsList) {
       const caps = balancedMax.map((x, d) => (1 + eps + (d > 0 ? task.sampleSlack : 0)) * x);
-      let start = nodeStartFrom(balanced, E, shape);
+      // Starts: the balanced layout, and expert communities packed onto nodes.
+      const starts = [nodeStartFrom(balanced, E, shape), { has: commHas, srv: undefined as Int32Array | undefined }];
+      let start = starts[0];
       for (let attempt = 0, theta = 1; attempt < 4; attempt++, theta -= 0.015) {
         const st = new NodeState({
           nodes: shape.nodes,
@@ -268,8 +320,10 @@ export function solveLayer(task: LayerTask): LayerResult {
         // Retries continue from the previous layout under the tighter cap, with a shorter search.
         const iterations = attempt === 0 ? task.iterations : Math.ceil(task.iterations / 4);
         let best: { has: Uint8Array; srv: Int32Array; cost: number } | null = null;
-        for (let r = 0; r < (attempt === 0 ? task.restarts : 1); r++) {
-          st.init(start.has, start.srv);
+        const runs = attempt === 0 ? Math.max(task.restarts, starts.length) : 1;
+        for (let r = 0; r < runs; r++) {
+          const from = attempt === 0 ? starts[r % starts.length] : start;
+          st.init(from.has, from.srv);
           const stats = searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline });
           proposals += stats.proposals;
           if (st.feasible() && (!best || st.cost < best.cost)) best = { has: st.has.slice(), srv: st.srv.slice(), cost: st.cost };

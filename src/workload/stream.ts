@@ -65,7 +65,7 @@ export async function forEachMptChunk(
     throw fsError(path, err);
   }
   if (size === 0) throw new InputError('empty file', { file: path });
-  const peek = await peekContent(path, 8);
+  const peek = await peekContent(path);
   if (peek.content.length < 4 || peek.content.toString('latin1', 0, 4) !== MPT_MAGIC) {
     throw new InputError('not an mpt trace: streaming reads the binary mpt format only (convert other formats with writeTrace)', { file: path });
   }
@@ -358,6 +358,19 @@ export class ChunkScratch {
   }
 }
 
+/**
+ * [R] offset in a layer's `sampleLoad [B*NG*E]` of the row request r's tokens add to, -1 = none:
+ * the row of (sample r mod B, source GPU `requestDeals(...)[r]`), as `indexWorkload` adds them.
+ * Keep in step with indexer.ts (test/stream.test.ts compares the two).
+ */
+function sampleRows(numRequests: number, numGpus: number, numExperts: number, B: number, seed: number): Int32Array {
+  const out = new Int32Array(numRequests).fill(-1);
+  if (B === 0) return out;
+  const deal = requestDeals(numRequests, numGpus, B, seed);
+  for (let r = 0; r < numRequests; r++) out[r] = ((r % B) * numGpus + deal[r]) * numExperts;
+  return out;
+}
+
 function checkInt(v: number, min: number, max: number, field: string): void {
   if (!(Number.isInteger(v) && v >= min && v <= max)) throw new InputError(`must be an integer in ${min}..${max}, got ${v}`, { field });
 }
@@ -397,9 +410,9 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
   const tables = Array.from({ length: L }, () => new SetTable(k, maxSets));
   const reservoir = new Reservoir(maxSets, L, k, new Rng(deriveSeed(seed, 0x57e, 4)));
   const scratch = new ChunkScratch();
-  let deal: Int32Array | null = null;
-  let R = 0;
-  /** [B*n] row offset (b*NG + deal_b(request)) * E of each token of the chunk, per deal. */
+  /** [R] offset of each request's row in sampleLoad, -1 = none (B = 0). */
+  let rowOfRequest: Int32Array | null = null;
+  /** [n] that offset for each token of the chunk. */
   let rows = new Int32Array(0);
   let total = 0;
 
@@ -408,21 +421,14 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
     model,
     (chunk, header) => {
       const n = chunk.n;
-      if (deal === null) {
-        R = header.numRequests;
-        deal = requestDeals(R, NG, B, seed);
-      }
+      rowOfRequest ??= sampleRows(header.numRequests, NG, E, B, seed);
       scratch.fill(chunk, NG);
       const src = scratch.source;
       const wt = scratch.weight;
       for (let t = 0; t < n; t++) total += wt[t];
-      if (rows.length < B * n) rows = new Int32Array(B * n);
+      if (rows.length < n) rows = new Int32Array(n);
       const req = chunk.request;
-      const d = deal;
-      for (let b = 0; b < B; b++) {
-        const off = b * R;
-        for (let t = 0; t < n; t++) rows[b * n + t] = (b * NG + d[off + req[t]]) * E;
-      }
+      for (let t = 0; t < n; t++) rows[t] = rowOfRequest[req[t]];
       reservoir.add(chunk, src, wt);
       for (let l = 0; l < L; l++) {
         const ids = chunk.experts[l];
@@ -432,10 +438,8 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
           const w = wt[t];
           const base = t * k;
           for (let j = 0; j < k; j++) el[ids[base + j]] += w;
-          for (let b = 0; b < B; b++) {
-            const row = rows[b * n + t];
-            for (let j = 0; j < k; j++) sl[row + ids[base + j]] += w;
-          }
+          const row = rows[t];
+          if (row >= 0) for (let j = 0; j < k; j++) sl[row + ids[base + j]] += w;
         }
         const table = tables[l];
         if (table.alive) table.add(ids, src, wt, n);
