@@ -19,8 +19,12 @@
  *   the k experts inside them only (group-limited routing);
  * - `offset[l]` is fitted so the layer's expert marginals match `q[l]`: first analytically
  *   (Rosen's approximation of inclusion probabilities per topic, no sampling), then by up to
- *   `fitRounds` sampled rounds of `offset += log(q / observed)` replaying the same random stream
- *   (common random numbers), stopping once the total variation distance is below `fitTolerance`.
+ *   `fitRounds` (default 0) sampled rounds of `offset += log(q / observed)` replaying the same
+ *   random stream (common random numbers), stopping once the total variation distance is below
+ *   `fitTolerance`;
+ * - with `matchMarginals` (default), the sampling noise left is removed by moving the few surplus
+ *   (token, expert) pairs to experts short of their target, drawn by the token's topic, so each
+ *   layer's counts equal the target shares times T k (rounded) up to group limits.
  *
  * Defaults were tuned on the DeepSeek-V2-Lite traces (bench/generator-fidelity.ts). Sampling is an
  * exact inverse-CDF search over prefix sums (see `sampleLayer`); everything lives in typed arrays
@@ -60,8 +64,13 @@ export interface GenerateOptions {
   requestSizeSigma?: number;
   /** Without counts: share of routed tokens taken by the top 10% of experts. Default 0.3. */
   skew?: number;
-  /** Sampled marginal-fitting rounds per layer after the analytic pre-fit (0 = pre-fit only). Default 2. */
+  /** Sampled marginal-fitting rounds per layer after the analytic pre-fit (costly: one pass each). Default 0. */
   fitRounds?: number;
+  /**
+   * After sampling, reassign surplus (token, expert) pairs to experts below their target so each
+   * layer's expert counts equal round(q * T * k) (largest remainders). Default true.
+   */
+  matchMarginals?: boolean;
   /** Stop fitting a layer once its marginal TVD to the target is below this. Default 0.005. */
   fitTolerance?: number;
 }
@@ -76,8 +85,9 @@ export const GENERATOR_DEFAULTS = {
   topicDrift: 0.02,
   requestSizeSigma: 1.2,
   skew: 0.3,
-  fitRounds: 2,
+  fitRounds: 0,
   fitTolerance: 0.005,
+  matchMarginals: true,
 } as const;
 
 const OFFSET_LIMIT = 40;
@@ -363,6 +373,129 @@ function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: Laye
   }
 }
 
+interface RepairScratch {
+  /** [E] target counts. */
+  target: Int32Array;
+  /** [E] observed - target. */
+  diff: Int32Array;
+  frac: Float64Array;
+  order: Int32Array;
+  /** Experts below their target (first `n` entries used). */
+  deficit: Int32Array;
+  /** [G] stamp of the (token, slot) whose other experts use group g. */
+  gmark: Int32Array;
+  /** [E] stamp of the token holding expert e. */
+  inTok: Int32Array;
+}
+
+/**
+ * [E] integer counts summing to `total`, proportional to shares q (largest remainders, ties to the
+ * lower id).
+ */
+function roundShares(q: Float64Array, total: number, target: Int32Array, frac: Float64Array, order: Int32Array): void {
+  const E = q.length;
+  let assigned = 0;
+  for (let e = 0; e < E; e++) {
+    const x = q[e] * total;
+    target[e] = Math.floor(x);
+    frac[e] = x - target[e];
+    assigned += target[e];
+    order[e] = e;
+  }
+  let left = total - assigned;
+  if (left <= 0) return;
+  const sorted = Array.from(order).sort((x, y) => frac[y] - frac[x] || x - y);
+  for (let i = 0; i < sorted.length && left > 0; i++, left--) target[sorted[i]]++;
+}
+
+/**
+ * Move surplus (token, expert) pairs of one layer to experts below their target so the layer's
+ * counts equal round(q * T * k). Tokens are visited from a random start in order; in a token, a
+ * slot holding a surplus expert e takes an expert f short of its target, not already in the
+ * token, and (group-limited models) keeping the token within topKGroups groups, drawn with
+ * probability proportional to `tilt[topic][f]^strength * shortfall(f)`. Fixes `buf.observed`.
+ * Cost O(T k + moves * |short experts|); moves are about TVD * T * k.
+ */
+function repairMarginals(
+  out: Uint16Array,
+  q: Float64Array,
+  topic: Uint16Array,
+  tiltPow: Float64Array,
+  dims: Dims,
+  buf: LayerBuffers,
+  rep: RepairScratch,
+  rng: Rng,
+): void {
+  const { T, E, k, grouped, groupSize, topKGroups } = dims;
+  const { target, diff, deficit, gmark, inTok } = rep;
+  const observed = buf.observed;
+  roundShares(q, T * k, target, rep.frac, rep.order);
+  let surplus = 0;
+  let nd = 0;
+  for (let e = 0; e < E; e++) {
+    diff[e] = observed[e] - target[e];
+    if (diff[e] > 0) surplus += diff[e];
+    else if (diff[e] < 0) deficit[nd++] = e;
+  }
+  if (surplus === 0) return;
+  gmark.fill(-1);
+  inTok.fill(-1);
+  let mark = 0;
+  const start = rng.int(T);
+  for (let n = 0; n < T && surplus > 0; n++) {
+    const t = (start + n) % T;
+    const row = t * k;
+    const zb = topic[t] * E;
+    let marked = false;
+    for (let j = 0; j < k && surplus > 0; j++) {
+      const e = out[row + j];
+      if (diff[e] <= 0) continue;
+      if (!marked) {
+        for (let i = 0; i < k; i++) inTok[out[row + i]] = t;
+        marked = true;
+      }
+      let used = 0;
+      if (grouped) {
+        mark++;
+        for (let i = 0; i < k; i++) {
+          if (i === j) continue;
+          const g = (out[row + i] / groupSize) | 0;
+          if (gmark[g] !== mark) {
+            gmark[g] = mark;
+            used++;
+          }
+        }
+      }
+      let sum = 0;
+      for (let d = 0; d < nd; d++) {
+        const f = deficit[d];
+        if (inTok[f] === t || (grouped && used >= topKGroups && gmark[(f / groupSize) | 0] !== mark)) continue;
+        sum += tiltPow[zb + f] * -diff[f];
+      }
+      if (!(sum > 0)) continue;
+      let u = rng.next() * sum;
+      let pick = -1;
+      for (let d = 0; d < nd; d++) {
+        const f = deficit[d];
+        if (inTok[f] === t || (grouped && used >= topKGroups && gmark[(f / groupSize) | 0] !== mark)) continue;
+        pick = d;
+        u -= tiltPow[zb + f] * -diff[f];
+        if (u < 0) break;
+      }
+      const f = deficit[pick];
+      out[row + j] = f;
+      inTok[e] = -1;
+      inTok[f] = t;
+      diff[e]--;
+      diff[f]++;
+      observed[e]--;
+      observed[f]++;
+      surplus--;
+      if (diff[f] === 0) deficit[pick] = deficit[--nd];
+    }
+  }
+}
+
 /**
  * Rosen's successive-sampling approximation of the inclusion probabilities when k items are drawn
  * without replacement with probability proportional to p, each item first admitted with
@@ -500,6 +633,7 @@ export function generateTrace(opts: GenerateOptions): Trace {
   checkNumber('fitRounds', fitRounds, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
   const fitTolerance = opts.fitTolerance ?? GENERATOR_DEFAULTS.fitTolerance;
   checkNumber('fitTolerance', fitTolerance, (x) => x >= 0, 'non-negative');
+  const matchMarginals = opts.matchMarginals ?? GENERATOR_DEFAULTS.matchMarginals;
   const counts = opts.counts;
   if (counts !== undefined && (counts.numLayers !== L || counts.numExperts !== E || counts.counts.length !== L)) {
     throw new InputError(
@@ -546,6 +680,15 @@ export function generateTrace(opts: GenerateOptions): Trace {
   const topic = new Uint16Array(T);
 
   const buf = makeBuffers(dims);
+  const rep: RepairScratch = {
+    target: new Int32Array(E),
+    diff: new Int32Array(E),
+    frac: new Float64Array(E),
+    order: new Int32Array(E),
+    deficit: new Int32Array(E),
+    gmark: new Int32Array(dims.G),
+    inTok: new Int32Array(E),
+  };
   const tiltPow = new Float64Array(K * E);
   const offset = new Float64Array(E);
   const pi = new Float64Array(K * E);
@@ -635,6 +778,7 @@ export function generateTrace(opts: GenerateOptions): Trace {
         offset[e] = Math.max(-OFFSET_LIMIT, Math.min(OFFSET_LIMIT, offset[e] + step));
       }
     }
+    if (matchMarginals) repairMarginals(out, q, topic, tiltPow, dims, buf, rep, layerRng);
     experts.push(out);
   }
 

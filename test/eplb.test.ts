@@ -105,7 +105,7 @@ describe('baselines', () => {
     expect(arr(p)).toEqual([2, 0, 2, 3, 2, 1]);
   });
   it('registry lists the baselines and rejects unknown names with the list', () => {
-    expect(Object.keys(SOLVERS).sort()).toEqual(['contiguous', 'eplb', 'round-robin']);
+    expect(Object.keys(SOLVERS).sort()).toEqual(['contiguous', 'eplb', 'optimize', 'round-robin']);
     expect(getSolver('eplb')).toBe(eplbSolver);
     expect(() => getSolver('nope')).toThrow(/unknown solver "nope"; known: contiguous, round-robin, eplb/);
   });
