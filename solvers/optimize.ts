@@ -11,7 +11,9 @@ import { Piscina } from 'piscina';
 import { SolverError } from '../src/errors.js';
 import { deriveSeed } from '../src/rng.js';
 import { balanceTask, solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
-import type { Placement } from '../src/types.js';
+import { defaultDispatch, validatePlacement } from '../src/placement.js';
+import type { Placement, Shape } from '../src/types.js';
+import { eplbPlacement } from './eplb.js';
 import { indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
 import type { Solver, SolveInput, SolveResult } from './types.js';
 
@@ -28,6 +30,8 @@ export interface OptimizeOptions extends IndexOptions {
   proposalsPerExpert?: number;
   /** Annealing runs per layer and candidate; default 4 for models of at most 32 experts, else 1. */
   restarts?: number;
+  /** Annealing start temperature as a fraction of the mean uphill step; default 0.3. */
+  temperature?: number;
   sampleSlack?: number;
   maxSearchSets?: number;
 }
@@ -58,6 +62,7 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
     sampleLoad: li.sampleLoad,
     iterations: opts.proposalsPerExpert !== undefined ? opts.proposalsPerExpert * E : Math.min(DEFAULT_PROPOSALS_PER_EXPERT * E, DEFAULT_MAX_PROPOSALS),
     restarts: opts.restarts ?? (E <= 32 ? 4 : 1),
+    temperature: opts.temperature,
     maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
     sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
     model,
@@ -100,7 +105,7 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
   try {
     const runOne = async (t: LayerTask, attempt: number): Promise<void> => {
       // Typed arrays are copied once here and their buffers transferred (not cloned) to the worker.
-      const copy = { ...t, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice(), sampleLoad: t.sampleLoad.slice() };
+      const copy = { ...t, attempt, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice(), sampleLoad: t.sampleLoad.slice() };
       const transferList = [copy.experts.buffer, copy.source.buffer, copy.weight.buffer, copy.sampleLoad.buffer];
       try {
         const r = (await pool.run(copy, { signal: abort.signal, transferList })) as LayerResult;
@@ -108,7 +113,10 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
         report(r);
       } catch (err) {
         if (abort.signal.aborted) return;
-        if (attempt === 0) return runOne(t, 1);
+        if (attempt === 0) {
+          input.onProgress?.({ stage: `worker failed on layer ${t.layer} (seed ${t.seed}): ${(err as Error)?.message ?? err}; retrying` });
+          return runOne(t, 1);
+        }
         throw new SolverError(`worker failed on layer ${t.layer} (seed ${t.seed}) twice: ${(err as Error)?.message ?? err}`, { layer: t.layer, seed: t.seed });
       }
     };
@@ -151,12 +159,54 @@ export async function optimize(input: SolveInput, opts: OptimizeOptions = {}): P
     chosen[key] = (chosen[key] ?? 0) + 1;
     r = null;
   }
+  if (input.objective === 'balance') keepEplbWhereBetter(tasks, input, phy2log, dispatch, chosen);
   const placement: Placement = { numLayers: tasks.length, numExperts: E, shape, phy2log, dispatch };
   return {
     placement,
     interrupted,
     info: { layers: tasks.length, chosen, wallSeconds: (Date.now() - started) / 1000 },
   };
+}
+
+/**
+ * The `balance` objective is never worse than EPLB on the same input: per layer, EPLB's layout
+ * (with the default dispatch rule) replaces ours when its largest expected GPU load is lower and
+ * it keeps the replicas of each expert on distinct GPUs.
+ */
+function keepEplbWhereBetter(tasks: LayerTask[], input: SolveInput, phy2log: Int32Array[], dispatch: Int32Array[], chosen: Record<string, number>): void {
+  const { shape, model } = input;
+  const E = model.experts;
+  const eplb = eplbPlacement(tasks.map((t) => t.expertLoad), E, shape, model.groups ?? 1);
+  for (let l = 0; l < tasks.length; l++) {
+    const d = defaultDispatch(eplb.phy2log[l], E, shape);
+    const theirs = expectedMaxLoad(d, tasks[l].expertLoad, shape);
+    if (theirs < expectedMaxLoad(dispatch[l], tasks[l].expertLoad, shape) * (1 - 1e-12) && distinctPerGpu(eplb.phy2log[l], shape)) {
+      phy2log[l] = eplb.phy2log[l];
+      dispatch[l] = d;
+      chosen.balance--;
+      chosen.eplb = (chosen.eplb ?? 0) + 1;
+    }
+  }
+}
+
+/** Largest GPU load when every source sends each expert an equal share of its load. */
+function expectedMaxLoad(dispatch: Int32Array, expertLoad: Float64Array, shape: Shape): number {
+  const E = expertLoad.length;
+  const load = new Float64Array(shape.numGpus);
+  for (let s = 0; s < shape.numGpus; s++) {
+    for (let e = 0; e < E; e++) load[Math.floor(dispatch[s * E + e] / shape.slotsPerGpu)] += expertLoad[e] / shape.numGpus;
+  }
+  return Math.max(...load);
+}
+
+/** No GPU holds two replicas of one expert (as long as the expert has no more replicas than GPUs). */
+function distinctPerGpu(phy2log: Int32Array, shape: Shape): boolean {
+  try {
+    validatePlacement({ numLayers: 1, numExperts: Math.max(...phy2log) + 1, shape, phy2log: [phy2log], dispatch: null }, 'eplb', true);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export const optimizeSolver: Solver = {

@@ -7,6 +7,7 @@
  * `sources`). Units: bytes, bytes/second, FLOP/s, FLOP.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { InfeasibleError, InputError } from './errors.js';
 import {
   ClusterSchema,
@@ -475,7 +476,7 @@ export function resolveCluster(nameOrPath: string, model: Model, overrides: Clus
   const nodes = overrides.nodes ?? input.nodes;
   const gpusPerNode = overrides.gpusPerNode ?? input.gpusPerNode;
   const changed = overrides.nodes !== undefined || overrides.gpusPerNode !== undefined;
-  const baseName = input.name ?? (preset !== undefined ? nameOrPath : 'cluster');
+  const baseName = input.name ?? (file !== undefined ? basename(file).replace(/\.json$/i, '') : nameOrPath);
   return {
     name: changed ? `${baseName} as ${nodes}x${gpusPerNode}` : baseName,
     nodes,

@@ -95,10 +95,9 @@ export interface LayerIndex {
   /** [E] routed weight per logical expert (exact: over every token, or the counts). */
   expertLoad: Float64Array;
   /**
-   * [B*NG*E] load of expert e from source GPU s in sample b: the requests r with r mod B = b, dealt
-   * to the source GPUs in a seeded random order instead of the trace's own. Which requests come
-   * and which share a source are accidents of serving; plans kept balanced on every sample stay
-   * balanced on requests they have not seen. Empty when B = 0 (counts only).
+   * [B*E] load of expert e in sample b of the requests (those with request mod B = b). Which
+   * requests come is an accident of serving; plans kept balanced on every sample, not only on the
+   * whole, stay balanced on requests they have not seen. Empty when B = 0 (counts only).
    */
   sampleLoad: Float64Array;
   /**

@@ -43,14 +43,16 @@ export interface LayerTask {
    */
   expertLoad: Float64Array;
   /**
-   * [B*NG*E] load of expert e from source s under request deal b (LayerIndex.sampleLoad), or
-   * empty. Plans are kept balanced under every deal, not only in expectation (see pack.ts).
+   * [B*E] load of expert e in request sample b (LayerIndex.sampleLoad), or empty. Plans are kept
+   * balanced in every sample, not only on the whole (see pack.ts).
    */
   sampleLoad: Float64Array;
   /** Annealing proposals per traffic candidate. */
   iterations: number;
   /** Independent annealing runs per candidate (the best is kept). */
   restarts: number;
+  /** Annealing start temperature as a fraction of the mean uphill step (node-search.ts). */
+  temperature?: number;
   /** Token sets the node-level search works on (a seeded sample when there are more). */
   maxSearchSets: number;
   /** Extra max-load slack of the sample dimensions over `eps` (samples are noisier). */
@@ -90,27 +92,28 @@ interface Layout {
 }
 
 /**
- * Load vectors of the layer: dimension 0 = expected load, 1..B = the request deals. Chunk (s, e)
- * carries expertLoad[e] / NG and sampleLoad[(b*NG+s)*E+e]. `mean[d]` = mean GPU load of dim d.
+ * Load vectors of the layer: dimension 0 = expected load, 1..B = the request samples. Chunk (s, e)
+ * carries expertLoad[e] / NG and sampleLoad[b*E+e] / NG. `mean[d]` = mean GPU load of dim d.
  */
 class LoadVectors {
   readonly D: number;
   readonly mean: Float64Array;
   constructor(readonly task: LayerTask, readonly numGpus: number) {
     const E = task.numExperts;
-    const B = task.sampleLoad.length / (E * numGpus);
+    const B = task.sampleLoad.length / E;
     this.D = 1 + B;
     this.mean = new Float64Array(this.D);
     for (let e = 0; e < E; e++) this.mean[0] += task.expertLoad[e];
-    for (let b = 0; b < B; b++) for (let i = 0; i < numGpus * E; i++) this.mean[1 + b] += task.sampleLoad[b * numGpus * E + i];
+    for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) this.mean[1 + b] += task.sampleLoad[b * E + e];
     for (let d = 0; d < this.D; d++) this.mean[d] /= numGpus;
   }
   /** Write chunk (s, e)'s vector to out[off..off+D). */
   write(s: number, e: number, out: Float64Array, off: number): void {
     const E = this.task.numExperts;
+    void s;
     const NG = this.numGpus;
     out[off] = this.task.expertLoad[e] / NG;
-    for (let d = 1; d < this.D; d++) out[off + d] = this.task.sampleLoad[((d - 1) * NG + s) * E + e];
+    for (let d = 1; d < this.D; d++) out[off + d] = this.task.sampleLoad[(d - 1) * E + e] / NG;
   }
   /** Largest GPU load per dimension of a layout: [D]. */
   maxima(dispatch: Int32Array, S: number): Float64Array {
@@ -324,7 +327,7 @@ export function solveLayer(task: LayerTask): LayerResult {
         for (let r = 0; r < runs; r++) {
           const from = attempt === 0 ? starts[r % starts.length] : start;
           st.init(from.has, from.srv);
-          const stats = searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline });
+          const stats = searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline, temperature: task.temperature });
           proposals += stats.proposals;
           if (st.feasible() && (!best || st.cost < best.cost)) best = { has: st.has.slice(), srv: st.srv.slice(), cost: st.cost };
         }

@@ -354,6 +354,8 @@ export interface NodeSearchOptions {
   rng: Rng;
   /** Stop early when Date.now() passes this. */
   deadline?: number;
+  /** Starting temperature as a fraction of the mean uphill step (default 0.3). */
+  temperature?: number;
 }
 
 export interface NodeSearchStats {
@@ -385,7 +387,12 @@ export function searchNodes(st: NodeState, opts: NodeSearchOptions): NodeSearchS
   let meanW = 0;
   for (let i = 0; i < K; i++) meanW += st.p.setW[i];
   meanW = K > 0 ? meanW / K : 1;
-  const T0 = meanW * 2;
+  // The starting temperature adapts to the problem: a fraction of the mean uphill step seen over
+  // the first proposals (a pure descent meanwhile), then geometric cooling to near zero.
+  let T0 = meanW * (opts.temperature ?? 0.3);
+  let upSum = 0;
+  let upCount = 0;
+  const warm = Math.min(500, Math.floor(opts.iterations / 10));
   // Limit violations are priced so that the search can walk from an infeasible start to a
   // feasible layout; only feasible layouts are remembered as best.
   const lambda = 10 * meanW;
@@ -395,7 +402,8 @@ export function searchNodes(st: NodeState, opts: NodeSearchOptions): NodeSearchS
   let p = 0;
   for (; p < iters; p++) {
     if ((p & 255) === 0 && opts.deadline !== undefined && Date.now() > opts.deadline) break;
-    const T = T0 * Math.pow(1e-3, p / iters);
+    if (p === warm && upCount > 0) T0 = (upSum / upCount) * (opts.temperature ?? 0.3);
+    const T = p < warm ? 0 : T0 * Math.pow(1e-3, (p - warm) / Math.max(1, iters - warm));
     const before = st.cost + lambda * st.violation();
     const mark = st.mark();
     const r = rng.next();
@@ -467,7 +475,11 @@ export function searchNodes(st: NodeState, opts: NodeSearchOptions): NodeSearchS
     }
     const viol = st.violation();
     const delta = st.cost + lambda * viol - before;
-    if (delta <= 0 || rng.next() < Math.exp(-delta / T)) {
+    if (p < warm && delta > 0 && viol === 0) {
+      upSum += delta;
+      upCount++;
+    }
+    if (delta <= 0 || (T > 0 && rng.next() < Math.exp(-delta / T))) {
       st.commit();
       accepted++;
       if (viol === 0 && (!bestFeasible || st.cost < bestCost - 1e-9)) {

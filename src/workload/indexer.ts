@@ -9,7 +9,7 @@ import { sampleTokensFromCounts } from './sample.js';
 import { compressTokenSets, tokenSetsOfLayer } from './tokens.js';
 
 export interface IndexOptions {
-  /** Request samples B, each dealt to sources at random, for robust balance (see LayerIndex.sampleLoad); default 2. */
+  /** Request samples B (request mod B) for robust balance (see LayerIndex.sampleLoad); default 4. */
   samples?: number;
   /** Tokens drawn per layer for counts-only workloads; default 16384 (0 = no sets). */
   sampleTokens?: number;
@@ -18,7 +18,7 @@ export interface IndexOptions {
   seed?: number;
 }
 
-export const DEFAULT_INDEX = { samples: 2, sampleTokens: 16384, maxSets: 262144 } as const;
+export const DEFAULT_INDEX = { samples: 4, sampleTokens: 16384, maxSets: 262144 } as const;
 
 /** Index an in-memory workload for `numGpus` source GPUs. */
 export function indexWorkload(workload: Workload, topK: number, numGpus: number, opts: IndexOptions = {}): WorkloadIndex {
@@ -41,10 +41,9 @@ export function indexWorkload(workload: Workload, topK: number, numGpus: number,
   const E = tr.numExperts;
   const k = tr.topK;
   const B = opts.samples ?? DEFAULT_INDEX.samples;
-  const deal = requestDeals(tr.numRequests, numGpus, B, seed);
   for (let l = 0; l < tr.numLayers; l++) {
     const expertLoad = new Float64Array(E);
-    const sampleLoad = new Float64Array(B * numGpus * E);
+    const sampleLoad = new Float64Array(B * E);
     const ex = tr.experts[l];
     for (let t = 0; t < tr.numTokens; t++) {
       const w = tr.weight ? tr.weight[t] : 1;
@@ -52,29 +51,13 @@ export function indexWorkload(workload: Workload, topK: number, numGpus: number,
       for (let j = 0; j < k; j++) {
         const e = ex[t * k + j];
         expertLoad[e] += w;
-        if (B > 0) sampleLoad[((r % B) * numGpus + deal[r]) * E + e] += w;
+        if (B > 0) sampleLoad[(r % B) * E + e] += w;
       }
     }
     const { sets, sampled } = capSets(compressTokenSets(tokenSetsOfLayer(tr, l, numGpus)), maxSets, new Rng(deriveSeed(seed, l, 2)));
     layers.push({ expertLoad, sampleLoad, sets, sampled });
   }
   return { numGpus, samples: B, estimated: false, layers };
-}
-
-/**
- * [R] source GPU of request r in its sample's deal: the requests of sample b (r mod B = b) are
- * dealt round robin in a seeded random order, so every source of a sample gets the same number of
- * requests, as round robin does.
- */
-export function requestDeals(numRequests: number, numGpus: number, B: number, seed: number): Int32Array {
-  const out = new Int32Array(numRequests);
-  const perm = new Rng(deriveSeed(seed, B, 3)).shuffle(Int32Array.from({ length: numRequests }, (_, i) => i));
-  const next = new Int32Array(Math.max(B, 1));
-  for (const r of perm) {
-    const b = B > 0 ? r % B : 0;
-    out[r] = next[b]++ % numGpus;
-  }
-  return out;
 }
 
 function emptySets(k: number): TokenSets {

@@ -4,7 +4,7 @@
  *
  * - `forEachMptChunk`: read an mpt (or gzipped mpt) file chunk by chunk; memory = one chunk.
  * - `streamIndex`: the index stage (`WorkloadIndex`, as `indexWorkload` builds it) in one pass:
- *   exact `expertLoad [E]` and `sampleLoad [B*NG*E]` per layer, and the token sets either exactly
+ *   exact `expertLoad [E]` and `sampleLoad [B*E]` per layer, and the token sets either exactly
  *   (while a layer has at most `maxSets` distinct (source, expert set) pairs) or compressed from a
  *   seeded uniform reservoir sample of `maxSets` tokens, weights scaled to the layer's true total.
  *   Memory O(L * maxSets * k) plus one chunk.
@@ -24,7 +24,7 @@ import { InputError, MoePlacerError } from '../errors.js';
 import { deriveSeed, Rng } from '../rng.js';
 import type { Model } from '../schemas.js';
 import type { LayerIndex, TokenSets, Trace, Workload, WorkloadIndex, WorkloadMeta } from '../types.js';
-import { DEFAULT_INDEX, requestDeals, type IndexOptions } from './indexer.js';
+import { DEFAULT_INDEX, type IndexOptions } from './indexer.js';
 import { fsError, peekContent, readContent, ReadContext } from './io.js';
 import { checkTrace, MPT_MAGIC, mptChunkBytes, mptEndBytes, MptParser, mptPrefixBytes, type MptChunk, type MptHeader } from './mpt.js';
 import { compressTokenSets } from './tokens.js';
@@ -359,15 +359,37 @@ export class ChunkScratch {
 }
 
 /**
- * [R] offset in a layer's `sampleLoad [B*NG*E]` of the row request r's tokens add to, -1 = none:
- * the row of (sample r mod B, source GPU `requestDeals(...)[r]`), as `indexWorkload` adds them.
+ * Add tokens 0..n-1 of a layer chunk to `expertLoad [E]` and to `sampleLoad` at each token's row
+ * offset (`rows [n]`, -1 = none), in token order. ids [n*k], w [n].
+ */
+function addLoads(ids: Uint16Array, n: number, k: number, w: Float64Array, rows: Int32Array, expertLoad: Float64Array, sampleLoad: Float64Array): void {
+  for (let t = 0; t < n; t++) {
+    const wt = w[t];
+    const base = t * k;
+    const row = rows[t];
+    if (row >= 0) {
+      for (let j = 0; j < k; j++) {
+        const e = ids[base + j];
+        expertLoad[e] += wt;
+        sampleLoad[row + e] += wt;
+      }
+    } else {
+      for (let j = 0; j < k; j++) expertLoad[ids[base + j]] += wt;
+    }
+  }
+}
+
+/**
+ * [R] offset in a layer's `sampleLoad [B*E]` of the row request r's tokens add to, -1 = none:
+ * the row of sample r mod B, as `indexWorkload` adds them.
  * Keep in step with indexer.ts (test/stream.test.ts compares the two).
  */
 function sampleRows(numRequests: number, numGpus: number, numExperts: number, B: number, seed: number): Int32Array {
+  void numGpus;
+  void seed;
   const out = new Int32Array(numRequests).fill(-1);
   if (B === 0) return out;
-  const deal = requestDeals(numRequests, numGpus, B, seed);
-  for (let r = 0; r < numRequests; r++) out[r] = ((r % B) * numGpus + deal[r]) * numExperts;
+  for (let r = 0; r < numRequests; r++) out[r] = (r % B) * numExperts;
   return out;
 }
 
@@ -380,8 +402,7 @@ function checkInt(v: number, min: number, max: number, field: string): void {
  * `indexWorkload` gives for the loaded trace, built in one streamed pass.
  *
  * Per MoE layer l:
- * - `expertLoad [E]` and `sampleLoad [B*NG*E]` (B = `opts.samples`, request deals of
- *   `requestDeals`): exact, summed in token order, so bit-identical to `indexWorkload`'s;
+ * - `expertLoad [E]` and `sampleLoad [B*E]` (B = `opts.samples`, request r in sample r mod B): exact, summed in token order, so bit-identical to `indexWorkload`'s;
  * - `sets`: while the layer has at most `maxSets` distinct (source, expert set) pairs they are
  *   kept exactly (identical to `indexWorkload`'s sets, `sampled` false). Beyond that the layer's
  *   sets are `compressTokenSets` of a seeded uniform sample of `maxSets` tokens (one reservoir
@@ -390,7 +411,7 @@ function checkInt(v: number, min: number, max: number, field: string): void {
  *   set weight equals its true total (`sampled` true). Same seed, same sample.
  *
  * `opts.maxSets` defaults to `STREAM_MAX_SETS` (65536), `opts.samples` and `opts.seed` to
- * `indexWorkload`'s defaults. Memory: O(L * maxSets * k) ids, O(L * B * NG * E) loads, one chunk.
+ * `indexWorkload`'s defaults. Memory: O(L * maxSets * k) ids, O(L * B * E) loads, one chunk.
  * Errors: InputError naming the file (see `forEachMptChunk`) or the bad option.
  */
 export async function streamIndex(path: string, model: Model, numGpus: number, opts: StreamIndexOptions = {}): Promise<StreamedIndex> {
@@ -406,7 +427,7 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
   const NG = numGpus;
 
   const expertLoad = Array.from({ length: L }, () => new Float64Array(E));
-  const sampleLoad = Array.from({ length: L }, () => new Float64Array(B * NG * E));
+  const sampleLoad = Array.from({ length: L }, () => new Float64Array(B * E));
   const tables = Array.from({ length: L }, () => new SetTable(k, maxSets));
   const reservoir = new Reservoir(maxSets, L, k, new Rng(deriveSeed(seed, 0x57e, 4)));
   const scratch = new ChunkScratch();
@@ -432,15 +453,7 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
       reservoir.add(chunk, src, wt);
       for (let l = 0; l < L; l++) {
         const ids = chunk.experts[l];
-        const el = expertLoad[l];
-        const sl = sampleLoad[l];
-        for (let t = 0; t < n; t++) {
-          const w = wt[t];
-          const base = t * k;
-          for (let j = 0; j < k; j++) el[ids[base + j]] += w;
-          const row = rows[t];
-          if (row >= 0) for (let j = 0; j < k; j++) sl[row + ids[base + j]] += w;
-        }
+        addLoads(ids, n, k, wt, rows, expertLoad[l], sampleLoad[l]);
         const table = tables[l];
         if (table.alive) table.add(ids, src, wt, n);
       }
