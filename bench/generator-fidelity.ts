@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   const v3Rows: Record<string, unknown>[] = [];
   if (existsSync(sglangDir)) {
     console.log(`DeepSeek-V3: ${tokens} tokens x ${v3.moeLayerIds.length} MoE layers x top-${v3.topK}, fitted to each SGLang counts file`);
-    console.log(`${'file'.padEnd(28)} ${pad('tvd med', 8)} ${pad('tvd max', 8)} ${pad('raw med', 8)} ${pad('raw max', 8)} ${pad('seconds', 8)}`);
+    console.log(`${'file'.padEnd(28)} ${pad('tvd med', 8)} ${pad('tvd max', 8)} ${pad('raw med', 8)} ${pad('raw max', 8)} ${pad('cpu s', 8)}`);
     for (const name of readdirSync(sglangDir).filter((n) => n.endsWith('.json')).sort()) {
       const w = await loadWorkload(join(sglangDir, name), v3);
       if (w.kind !== 'counts') throw new Error(`${name}: expected counts, got ${w.meta.format}`);
@@ -153,7 +153,7 @@ async function main(): Promise<void> {
     }
     const mid = 12; // engine layer 13, the "middle layer" of the data README
     console.log(
-      `\nDeepSeek-V2-Lite: ${real.numTokens} tokens in ${real.numRequests} requests (read ${f(readSeconds, 1)} s); generated in ${f(genSeconds, 2)} s CPU, marginal TVD median ${f(median(tvd), 4)} max ${f(maxOf(tvd), 4)}`,
+      `\nDeepSeek-V2-Lite: ${real.numTokens} tokens in ${real.numRequests} requests (read in ${f(readSeconds, 1)} s); generated in ${f(genSeconds, 2)} s CPU, marginal TVD median ${f(median(tvd), 4)} max ${f(maxOf(tvd), 4)}`,
     );
     const cols: (keyof CoactRow)[] = ['q50', 'q90', 'q99', 'max', 'fracAbove2', 'fracBelowHalf', 'successor20', 'requestAffinity', 'maxOverMean'];
     console.log(`${'pair lift / locality'.padEnd(26)} ${cols.map((c) => pad(c.replace('fraction', ''), 11)).join(' ')}`);

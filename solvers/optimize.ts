@@ -23,6 +23,8 @@ export const DEFAULT_PROPOSALS_PER_EXPERT = 100;
 export const DEFAULT_MAX_PROPOSALS = 10000;
 /** Extra max-load slack of each request sample over eps. */
 export const DEFAULT_SAMPLE_SLACK = 0.01;
+/** Fraction of each node's slots kept for in-node replicas (OptimizeOptions.slotReserve). */
+export const DEFAULT_SLOT_RESERVE = 0.1;
 /** Token sets the node-level search works on per layer. */
 export const DEFAULT_MAX_SEARCH_SETS = 16384;
 
@@ -32,6 +34,11 @@ export interface OptimizeOptions extends IndexOptions {
   restarts?: number;
   /** Annealing start temperature as a fraction of the mean uphill step; default 0.3. */
   temperature?: number;
+  /**
+   * Slots per node kept free of the node-level search for in-node replicas of hot experts, which
+   * keep the node's GPUs balanced on tokens the plan has not seen; default 10% of a node's slots.
+   */
+  slotReserve?: number;
   sampleSlack?: number;
   maxSearchSets?: number;
 }
@@ -63,6 +70,7 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
     iterations: opts.proposalsPerExpert !== undefined ? opts.proposalsPerExpert * E : Math.min(DEFAULT_PROPOSALS_PER_EXPERT * E, DEFAULT_MAX_PROPOSALS),
     restarts: opts.restarts ?? (E <= 32 ? 4 : 1),
     temperature: opts.temperature,
+    slotReserve: opts.slotReserve ?? Math.round(DEFAULT_SLOT_RESERVE * shape.gpusPerNode * shape.slotsPerGpu),
     maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
     sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
     model,

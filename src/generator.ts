@@ -257,12 +257,12 @@ function findAbove(cum: Float64Array, guide: Int32Array, base: number, scale: nu
  * only inside the `topKGroups` groups drawn first the same way by group weight).
  *
  * Each draw is an exact inverse-CDF search: a uniform x over the weight left picks the allowed
- * range, then a guide table plus a binary search on the topic's prefix sums find the smallest e whose cumulative
- * weight, minus the weight of experts already taken at or before e, exceeds x (a fixed point
- * reached in at most j + 1 searches). Every token consumes exactly topKGroups + k uniforms and
- * the map from uniforms to experts moves continuously with the weights, so replaying one stream
- * with adjusted weights changes few draws (common random numbers for the marginal fitting).
- * Fills `buf.observed`.
+ * range, then a guide table plus a binary search on the topic's prefix sums find the smallest e
+ * whose cumulative weight, minus the weight of experts already taken at or before e, exceeds x
+ * (adding the taken weight the answer passes and searching again, at most j + 1 times). Every
+ * token consumes exactly topKGroups + k uniforms and the map from uniforms to experts moves
+ * continuously with the weights, so replaying one stream with adjusted weights changes few draws
+ * (common random numbers for `fitRounds`). Fills `buf.observed`.
  */
 function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: LayerBuffers, rng: Rng): void {
   const { T, E, k, grouped, G, groupSize, topKGroups } = dims;
@@ -319,19 +319,18 @@ function sampleLayer(out: Uint16Array, topic: Uint16Array, dims: Dims, buf: Laye
     const row = t * k;
     for (let j = 0; j < k; j++) {
       let rem = 0;
-      for (let s = 0; s < ns; s++) rem += segMass[s];
+      for (let r = 0; r < ns; r++) rem += segMass[r];
       let x = uni[ui++] * rem;
       let s = -1;
-      for (let i = 0; i < ns; i++) {
-        if (segLeft[i] === 0) continue;
-        s = i;
-        if (x < segMass[i]) break;
-        x -= segMass[i];
+      for (let r = 0; r < ns; r++) {
+        if (segLeft[r] === 0) continue;
+        s = r;
+        if (x < segMass[r]) break;
+        x -= segMass[r];
       }
       const a = segStart[s];
       const b = segEnd[s];
-      // Smallest e in [a, b) whose prefix weight minus the weight taken at or before e exceeds x:
-      // search for c0 + x, add the weight of the taken experts the answer passes, search again.
+      // Smallest e in [a, b) whose prefix weight minus the weight taken at or before e exceeds x.
       let y = (a > 0 ? cum[base + a - 1] : 0) + x;
       let i = 0;
       while (i < j && cho[i] < a) i++;
@@ -670,8 +669,8 @@ export function generateTrace(opts: GenerateOptions): Trace {
     mixCdf[r * K + K - 1] = 1;
   }
   const topicRng = new Rng(deriveSeed(seed, 0x70c, 0));
-  const drawTopic = (r: number): number => {
-    const u = topicRng.next();
+  /** Topic of a token of request r from a uniform u: the request's topic CDF inverted. */
+  const drawTopic = (r: number, u: number): number => {
     const off = r * K;
     let lo = 0;
     let hi = K - 1;
@@ -683,6 +682,7 @@ export function generateTrace(opts: GenerateOptions): Trace {
     return lo;
   };
   const topic = new Uint16Array(T);
+  const topicU = new Float64Array(T);
 
   const buf = makeBuffers(dims);
   const rep: RepairScratch = {
@@ -718,9 +718,13 @@ export function generateTrace(opts: GenerateOptions): Trace {
 
   for (let l = 0; l < L; l++) {
     // Topics of this layer's tokens: first layer from the request mixture, then keep or redraw.
+    // One uniform per token: below `drift` it redraws, and u / drift is again uniform.
     topicFreq.fill(0);
+    topicRng.fillUniform(topicU);
     for (let t = 0; t < T; t++) {
-      if (l === 0 || (drift > 0 && topicRng.next() < drift)) topic[t] = drawTopic(request[t]);
+      const u = topicU[t];
+      if (l === 0) topic[t] = drawTopic(request[t], u);
+      else if (u < drift) topic[t] = drawTopic(request[t], u / drift);
       topicFreq[topic[t]]++;
     }
     const layerRng = new Rng(deriveSeed(seed, l, 1));

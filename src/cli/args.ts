@@ -94,7 +94,8 @@ function convert(flag: string, kind: FlagKind, raw: string): FlagValue {
   };
   switch (kind.type) {
     case 'string':
-      if (raw === '') bad(`a ${kind.metavar.toLowerCase()}`);
+      // One-letter metavars (M, C, W) make no word: `--model: expected a m` would be gibberish.
+      if (raw === '') bad(kind.metavar.length > 1 ? `a ${kind.metavar.toLowerCase()}` : 'a non-empty value');
       return raw;
     case 'int': {
       if (!/^[+-]?\d+$/.test(raw.trim())) bad(kind.what);

@@ -51,6 +51,11 @@ export interface LayerTask {
   iterations: number;
   /** Independent annealing runs per candidate (the best is kept). */
   restarts: number;
+  /**
+   * Slots per node the node-level search leaves free, so that packing inside the node can
+   * replicate its hottest experts and balance its GPUs.
+   */
+  slotReserve: number;
   /** Annealing start temperature as a fraction of the mean uphill step (node-search.ts). */
   temperature?: number;
   /** Token sets the node-level search works on (a seeded sample when there are more). */
@@ -126,16 +131,26 @@ class LoadVectors {
 }
 
 /** Chunks of the given (source, expert) pairs with their load vectors. */
-function chunksOf(ex: Int32Array, sources: (e: number) => Iterable<number>, lv: LoadVectors): Chunks {
+function chunksOf(ex: Int32Array, sources: (e: number) => ArrayLike<number>, lv: LoadVectors): Chunks {
   const start = new Int32Array(ex.length + 1);
-  const src: number[] = [];
+  const lists: ArrayLike<number>[] = [];
   for (let x = 0; x < ex.length; x++) {
-    for (const s of sources(ex[x])) src.push(s);
-    start[x + 1] = src.length;
+    const l = sources(ex[x]);
+    lists.push(Array.from(l));
+    start[x + 1] = start[x] + l.length;
   }
-  const load = new Float64Array(src.length * lv.D);
-  for (let x = 0; x < ex.length; x++) for (let c = start[x]; c < start[x + 1]; c++) lv.write(src[c], ex[x], load, c * lv.D);
-  return { start, src: Int32Array.from(src), load };
+  const C = start[ex.length];
+  const src = new Int32Array(C);
+  const load = new Float64Array(C * lv.D);
+  for (let x = 0; x < ex.length; x++) {
+    const l = lists[x];
+    for (let i = 0; i < l.length; i++) {
+      const c = start[x] + i;
+      src[c] = l[i];
+      lv.write(l[i], ex[x], load, c * lv.D);
+    }
+  }
+  return { start, src, load };
 }
 
 /**
@@ -145,7 +160,7 @@ function chunksOf(ex: Int32Array, sources: (e: number) => Iterable<number>, lv: 
 function balanceLayout(E: number, shape: Shape, lv: LoadVectors): Layout {
   const NG = shape.numGpus;
   const ex = Int32Array.from({ length: E }, (_, e) => e);
-  const all = Array.from({ length: NG }, (_, s) => s);
+  const all = Int32Array.from({ length: NG }, (_, s) => s);
   const chunks = chunksOf(ex, () => all, lv);
   const phy2log = new Int32Array(shape.numSlots).fill(-1);
   const dispatch = new Int32Array(NG * E).fill(-1);
@@ -308,7 +323,7 @@ export function solveLayer(task: LayerTask): LayerResult {
         const st = new NodeState({
           nodes: shape.nodes,
           experts: E,
-          slotsPerNode: G * shape.slotsPerGpu,
+          slotsPerNode: G * shape.slotsPerGpu - Math.min(task.slotReserve, G * shape.slotsPerGpu - Math.ceil(E / shape.nodes)),
           k: task.k,
           setSrc,
           setW,

@@ -133,8 +133,14 @@ export function packGroup(
   const chunkRep = new Int32Array(C);
   const chunkExp = new Int32Array(C);
   for (let x = 0; x < m; x++) for (let c = chunks.start[x]; c < chunks.start[x + 1]; c++) chunkExp[c] = x;
-  const corder = Array.from({ length: C }, (_, c) => c);
-  corder.sort((a, b) => cl[b * D] - cl[a * D] || a - b);
+  // Experts by mean chunk load descending, their chunks in order (all callers give the chunks of
+  // one expert equal expected loads, so this is the chunk order by load, at O(m log m)).
+  const xorder = Array.from({ length: m }, (_, x) => x);
+  const meanChunk = (x: number): number => total[x] / Math.max(1, chunks.start[x + 1] - chunks.start[x]);
+  xorder.sort((a, b) => meanChunk(b) - meanChunk(a) || a - b);
+  const corder = new Int32Array(C);
+  let ci = 0;
+  for (const x of xorder) for (let c = chunks.start[x]; c < chunks.start[x + 1]; c++) corder[ci++] = c;
   for (const c of corder) {
     const x = chunkExp[c];
     let best = -1;
@@ -155,6 +161,16 @@ export function packGroup(
   const gpuRep = new Int32Array(g * S).fill(-1);
   gpuUsed.fill(0);
   for (let r = 0; r < R; r++) gpuRep[repGpu[r] * S + gpuUsed[repGpu[r]]++] = r;
+
+  const moveChunk = (c: number, from: number, to: number): void => {
+    for (let d = 0; d < D; d++) {
+      repLoad[from * D + d] -= cl[c * D + d];
+      repLoad[to * D + d] += cl[c * D + d];
+    }
+    addTo(repGpu[from], cl, c * D, -1);
+    addTo(repGpu[to], cl, c * D, 1);
+    chunkRep[c] = to;
+  };
 
   // 4. Refine the largest height: chunk moves between replicas, replica swaps and replica moves.
   let moves = 0;
@@ -224,15 +240,18 @@ export function packGroup(
     }
     if (kind === 0) break;
     if (kind === 1) {
-      const c = a1;
-      const r1 = chunkRep[c];
-      for (let d = 0; d < D; d++) {
-        repLoad[r1 * D + d] -= cl[c * D + d];
-        repLoad[a2 * D + d] += cl[c * D + d];
+      // Move the chunk, then keep moving further chunks of the same replica to the same target
+      // while the larger of the two heights still drops (one bulk transfer, not many iterations).
+      const r1 = chunkRep[a1];
+      const h1 = repGpu[r1];
+      const h2 = repGpu[a2];
+      const x = repExp[r1];
+      moveChunk(a1, r1, a2);
+      for (let c = chunks.start[x]; c < chunks.start[x + 1]; c++) {
+        if (chunkRep[c] !== r1 || cl[c * D] <= 0) continue;
+        const now = Math.max(height(h1), height(h2));
+        if (Math.max(heightWith(h1, cl, c * D, -1, cl, 0, 0), heightWith(h2, cl, c * D, 1, cl, 0, 0)) < now - 1e-12 * now) moveChunk(c, r1, a2);
       }
-      addTo(repGpu[r1], cl, c * D, -1);
-      addTo(repGpu[a2], cl, c * D, 1);
-      chunkRep[c] = a2;
     } else if (kind === 2) {
       const ha = repGpu[a1];
       const hb = repGpu[a2];

@@ -1,0 +1,697 @@
+/**
+ * Property-based tests (fast-check, fixed seeds) of the input boundary: the workload readers, the
+ * library `plan` and the CLI's `main` (called in-process, its stdout / stderr captured) on
+ * generated malformed and edge-case inputs: empty rows and layers, one expert, top-k = experts,
+ * experts = slots, zero counts, duplicated and out-of-range ids, negative / non-finite / non-number
+ * counts, workloads of another model, truncated gzip, corrupted binary traces, random bytes and
+ * random flag values.
+ *
+ * The contract checked on every case: either a valid plan (validatePlacement, and readPlanFile of
+ * the written file), or an InputError (exit code 2) whose single line names the file, line or
+ * field at fault; never another exception, never a stack trace, never an output file on failure.
+ * Where the reader's rules are simple enough, an independent oracle decides which of the two must
+ * happen and where the first problem is.
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { plan, type PlanOutcome } from '../src/api.js';
+import { main } from '../src/cli.js';
+import { InputError } from '../src/errors.js';
+import { validatePlacement } from '../src/placement.js';
+import { readPlanFile } from '../src/plan.js';
+import { resolveCluster } from '../src/presets.js';
+import { Rng } from '../src/rng.js';
+import { ModelSchema, type Cluster, type Model, type Objective } from '../src/schemas.js';
+import type { Trace, Workload } from '../src/types.js';
+import { loadWorkload, writeTrace } from '../src/workload/index.js';
+
+const COMMON = { hiddenSize: 16, expertBytes: 1000, dispatchBytesPerToken: 10, combineBytesPerToken: 20, expertFlopsPerToken: 1e6 };
+/** 3 engine layers, MoE on 1 and 2, 4 experts, top-2. */
+const M_A = ModelSchema.parse({ name: 'pa', numHiddenLayers: 3, moeLayerIds: [1, 2], experts: 4, topK: 2, ...COMMON });
+/** One layer, one expert, top-1. */
+const M_ONE = ModelSchema.parse({ name: 'pone', numHiddenLayers: 1, moeLayerIds: [0], experts: 1, topK: 1, ...COMMON });
+/** Every layer MoE, top-k = experts = 3. */
+const M_ALL = ModelSchema.parse({ name: 'pall', numHiddenLayers: 2, moeLayerIds: [0, 1], experts: 3, topK: 3, ...COMMON });
+const MODELS = [M_A, M_ONE, M_ALL];
+
+const SOLVER_NAMES = ['optimize', 'eplb', 'round-robin', 'contiguous'] as const;
+const OBJECTIVES: Objective[] = ['balance', 'traffic', 'time'];
+
+let dir: string;
+let fileNo = 0;
+/** A fresh file name in the temp folder (cases never share files). */
+const fresh = (ext: string): string => join(dir, `f${fileNo++}${ext}`);
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'moe-placer-props-'));
+});
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A cluster for `model`: nodes x gpus, slots = the fewest that fit (experts = slots when it divides) plus `extra`. */
+function clusterFor(model: Model, nodes: number, gpus: number, extra: number): Cluster {
+  const slots = Math.ceil(model.experts / (nodes * gpus)) + extra;
+  return resolveCluster('tiny-2x2', model, { nodes, gpusPerNode: gpus, slotsPerGpu: slots });
+}
+
+const arbCluster = fc.record({ nodes: fc.integer({ min: 1, max: 2 }), gpus: fc.integer({ min: 1, max: 2 }), extra: fc.integer({ min: 0, max: 1 }) });
+const arbPlanOpts = fc.record({
+  solver: fc.constantFrom(...SOLVER_NAMES),
+  objective: fc.constantFrom(...OBJECTIVES),
+  seed: fc.integer({ min: 0, max: 1000 }),
+  cluster: arbCluster,
+});
+type PlanOpts = { solver: string; objective: Objective; seed: number; cluster: { nodes: number; gpus: number; extra: number } };
+
+/** An InputError with one line that names `file` (and `where`, when given). */
+function expectInputError(err: unknown, file: string, where?: string): void {
+  if (!(err instanceof InputError)) throw new Error(`expected an InputError naming ${file}, got ${(err as Error)?.stack ?? String(err)}`);
+  expect(err.problems).toHaveLength(1);
+  const line = err.problems[0];
+  expect(line).not.toContain('\n');
+  expect(line).toContain(file);
+  if (where !== undefined) expect(line).toContain(where);
+}
+
+/** Plan `workload` and check the result is a valid plan whose loads add up to the workload's. */
+async function planAndCheck(model: Model, workload: Workload, o: PlanOpts, totalPerLayer: number[]): Promise<PlanOutcome> {
+  const cluster = clusterFor(model, o.cluster.nodes, o.cluster.gpus, o.cluster.extra);
+  const r = await plan({ model, cluster, workload, solver: o.solver, objective: o.objective, seed: o.seed, workers: 1 });
+  validatePlacement(r.result.placement, o.solver, false);
+  expect(r.plan.phy2log).toHaveLength(model.moeLayerIds.length);
+  // Every expert has a replica, in every layer.
+  for (const row of r.plan.phy2log) for (let e = 0; e < model.experts; e++) expect(row).toContain(e);
+  // Loads are exact (counts and traces alike): each layer's GPU loads add up to its routed pairs.
+  r.evaluation.loads.forEach((loads, l) => {
+    const sum = loads.reduce((a, b) => a + b, 0);
+    expect(Math.abs(sum - totalPerLayer[l])).toBeLessThanOrEqual(1e-6 * Math.max(1, totalPerLayer[l]));
+  });
+  expect(r.evaluation.maxLoad).toBeGreaterThanOrEqual(0);
+  expect(Number.isFinite(r.evaluation.interNodeBytes)).toBe(true);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counts matrices: JSON (EPLB weight / SGLang logical_count) and CSV
+
+/** One count cell as JSON text and as CSV text; `value` is the count, or null when it is invalid. */
+interface Cell {
+  json: string;
+  csv: string;
+  value: number | null;
+}
+const good = (n: number): Cell => ({ json: String(n), csv: String(n), value: n });
+const BAD_CELLS: Cell[] = [
+  { json: '-1', csv: '-1', value: null },
+  { json: '1e999', csv: '1e999', value: null }, // Infinity
+  { json: 'null', csv: 'null', value: null },
+  { json: '"7"', csv: 'x', value: null },
+  { json: '2.5', csv: '2.5', value: 2.5 }, // fractional counts are fine
+];
+const arbCell: fc.Arbitrary<Cell> = fc.oneof(
+  { weight: 5, arbitrary: fc.integer({ min: 0, max: 60 }).map(good) },
+  { weight: 2, arbitrary: fc.constant(good(0)) },
+  { weight: 1, arbitrary: fc.constantFrom(...BAD_CELLS) },
+);
+
+/** `arb` most of the time, else null. */
+const sometimes = <T>(arb: fc.Arbitrary<T>, weight = 1, of = 4): fc.Arbitrary<T | null> =>
+  fc.oneof({ weight: of - weight, arbitrary: fc.constant(null) }, { weight, arbitrary: arb });
+
+/**
+ * rows x cols of cells, rows biased to L or numHiddenLayers, cols to E; half the matrices have
+ * only valid cells; sometimes one row is cut or extended, or set to zeros.
+ */
+function arbMatrix(model: Model): fc.Arbitrary<Cell[][]> {
+  const L = model.moeLayerIds.length;
+  const H = model.numHiddenLayers;
+  const E = model.experts;
+  return fc
+    .record({
+      rows: fc.oneof({ weight: 4, arbitrary: fc.constantFrom(L, H) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 4 }) }),
+      cols: fc.oneof({ weight: 5, arbitrary: fc.constant(E) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 5 }) }),
+      clean: fc.boolean(),
+      ragged: sometimes(fc.record({ row: fc.nat(), delta: fc.constantFrom(-1, 1) }), 1, 6),
+      zeroRow: sometimes(fc.nat()),
+    })
+    .chain(({ rows, cols, clean, ragged, zeroRow }) =>
+      fc.array(fc.array(clean ? fc.integer({ min: 0, max: 60 }).map(good) : arbCell, { minLength: cols + 1, maxLength: cols + 1 }), { minLength: rows, maxLength: rows }).map((m) => {
+        const out = m.map((r) => r.slice(0, cols));
+        if (out.length > 0 && zeroRow !== null) out[zeroRow % out.length] = out[zeroRow % out.length].map(() => good(0));
+        if (out.length > 0 && ragged !== null) {
+          const i = ragged.row % out.length;
+          out[i] = ragged.delta < 0 ? out[i].slice(0, Math.max(0, cols - 1)) : m[i];
+        }
+        return out;
+      }),
+    );
+}
+
+type Expect = { ok: true; counts: number[][] } | { ok: false; where?: string };
+
+/** Map validated rows (all of length E) to MoE layers, as documented in counts.ts. */
+function mapRows(rows: number[][], model: Model, loc: (i: number) => string): Expect {
+  const L = model.moeLayerIds.length;
+  const E = model.experts;
+  for (let i = 0; i < rows.length; i++) if (rows[i].length !== E) return { ok: false, where: loc(i) };
+  let picked: number[][];
+  if (rows.length === model.numHiddenLayers) {
+    for (let i = 0; i < rows.length; i++) {
+      if (!model.moeLayerIds.includes(i) && rows[i].some((v) => v !== 0)) return { ok: false, where: loc(i) };
+    }
+    picked = model.moeLayerIds.map((id) => rows[id]);
+  } else if (rows.length === L) picked = rows;
+  else return { ok: false };
+  if (picked.every((r) => r.every((v) => v === 0))) return { ok: false };
+  return { ok: true, counts: picked };
+}
+
+/** What reading a JSON matrix must give; `name` = the field holding it ('' for a plain matrix). */
+function jsonOracle(m: Cell[][], model: Model, name: string): Expect {
+  if (m.length === 0) return { ok: false };
+  const rows: number[][] = [];
+  for (let i = 0; i < m.length; i++) {
+    if (i > 0 && m[i].length !== m[0].length) return { ok: false, where: `${name}[${i}]` };
+    for (let e = 0; e < m[i].length; e++) if (m[i][e].value === null) return { ok: false, where: `${name}[${i}][${e}]` };
+    rows.push(m[i].map((c) => c.value!));
+  }
+  return mapRows(rows, model, (i) => `${name}[${i}]`);
+}
+
+const numericCsv = (r: Cell[]): boolean => r.length > 0 && r.every((c) => c.csv.trim() !== '' && !Number.isNaN(Number(c.csv)));
+
+/** What reading the CSV form (one line per row, empty rows are blank lines) must give. */
+function csvOracle(m: Cell[][], model: Model): Expect {
+  const nonBlank = m.map((r, i) => (r.length > 0 ? i : -1)).filter((i) => i >= 0);
+  if (nonBlank.length === 0) return { ok: false };
+  let data = nonBlank;
+  const first = nonBlank[0];
+  if (!numericCsv(m[first])) {
+    // A header line, recognised only when the next line is a numeric row.
+    const next = m[first + 1];
+    if (!(m[first].length > 1 && next !== undefined && numericCsv(next))) return { ok: false };
+    data = nonBlank.slice(1);
+  }
+  const rows: number[][] = [];
+  const lineOf: number[] = [];
+  for (const i of data) {
+    for (let c = 0; c < m[i].length; c++) if (m[i][c].value === null) return { ok: false, where: `:${i + 1}: column ${c + 1}` };
+    if (rows.length > 0 && m[i].length !== rows[0].length) return { ok: false, where: `:${i + 1}` };
+    rows.push(m[i].map((c) => c.value!));
+    lineOf.push(i + 1);
+  }
+  if (rows.length === 0) return { ok: false };
+  return mapRows(rows, model, (j) => `:${lineOf[j]}`);
+}
+
+describe('counts readers against an oracle', () => {
+  it('JSON and CSV count matrices: exact counts and a valid plan, or one InputError at the first bad row or cell', async () => {
+    const arb = fc
+      .constantFrom(...MODELS)
+      .chain((model) => fc.record({ model: fc.constant(model), m: arbMatrix(model), form: fc.constantFrom('eplb', 'sglang', 'csv'), gzip: fc.boolean(), o: arbPlanOpts }));
+    let valid = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ model, m, form, gzip, o }) => {
+        const text =
+          form === 'csv'
+            ? m.map((r) => r.map((c) => c.csv).join(',')).join('\n')
+            : form === 'sglang'
+              ? `{"logical_count": [${m.map((r) => `[${r.map((c) => c.json).join(', ')}]`).join(', ')}]}`
+              : `[${m.map((r) => `[${r.map((c) => c.json).join(',')}]`).join(',\n')}]`;
+        const file = fresh(form === 'csv' ? '.csv' : '.json');
+        writeFileSync(file, gzip ? gzipSync(text) : text);
+        const want = form === 'csv' ? csvOracle(m, model) : jsonOracle(m, model, form === 'sglang' ? 'logical_count' : '');
+        let w: Workload;
+        try {
+          w = await loadWorkload(file, model);
+        } catch (err) {
+          if (want.ok) throw new Error(`expected ${JSON.stringify(want.counts)} from ${JSON.stringify(text)}, got ${String(err)}`);
+          expectInputError(err, file, want.where);
+          return;
+        }
+        if (!want.ok) throw new Error(`expected an error${want.where ? ` at ${want.where}` : ''} for ${JSON.stringify(text)}, read ${w.kind}`);
+        valid++;
+        expect(w.kind).toBe('counts');
+        if (w.kind !== 'counts') return;
+        expect(w.counts.counts.map((r) => Array.from(r))).toEqual(want.counts);
+        await planAndCheck(model, w, o, want.counts.map((r) => r.reduce((a, b) => a + b, 0)));
+      }),
+      { seed: 101, numRuns: 60 },
+    );
+    // The generator must reach both outcomes often enough for the property to mean something.
+    expect(valid).toBeGreaterThanOrEqual(10);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Per-token traces in the JSON-lines form
+
+/** One token line: experts per layer (ids as JSON values), optional request / rank / weight, maybe a stray key. */
+interface TokenLine {
+  experts: unknown[][];
+  request?: unknown;
+  rank?: unknown;
+  weight?: unknown;
+  /** Add a key the format does not know. */
+  stray?: boolean;
+}
+
+function arbTokenLine(model: Model, clean: boolean): fc.Arbitrary<TokenLine> {
+  const L = model.moeLayerIds.length;
+  const k = model.topK;
+  const E = model.experts;
+  const distinct = fc.shuffledSubarray(Array.from({ length: E }, (_, e) => e), { minLength: k, maxLength: k });
+  if (clean) {
+    return fc.record(
+      {
+        experts: fc.array(distinct, { minLength: L, maxLength: L }),
+        request: fc.integer({ min: 0, max: 3 }),
+        rank: fc.integer({ min: -1, max: 3 }),
+        weight: fc.constantFrom<unknown>(0, 1, 2.5),
+      },
+      { requiredKeys: ['experts'] },
+    );
+  }
+  // Mostly distinct in-range ids; sometimes a duplicate, an id out of range or not an integer.
+  const arbLayer = fc.oneof(
+    { weight: 8, arbitrary: distinct },
+    {
+      weight: 1,
+      arbitrary: fc.array(fc.oneof(fc.integer({ min: -1, max: E }), fc.constantFrom<unknown>(1.5, '2', null)), { minLength: k, maxLength: k }),
+    },
+    { weight: 1, arbitrary: fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: Math.max(0, k - 1), maxLength: k + 1 }) },
+  );
+  return fc.record(
+    {
+      experts: fc.oneof(
+        { weight: 12, arbitrary: fc.array(arbLayer, { minLength: L, maxLength: L }) },
+        { weight: 1, arbitrary: fc.array(arbLayer, { minLength: 0, maxLength: L + 1 }) },
+      ),
+      request: fc.oneof({ weight: 12, arbitrary: fc.integer({ min: 0, max: 3 }) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(-1, 0.5, 'r') }),
+      rank: fc.oneof({ weight: 12, arbitrary: fc.integer({ min: -1, max: 3 }) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(-2, 1.5) }),
+      weight: fc.oneof({ weight: 12, arbitrary: fc.constantFrom<unknown>(0, 1, 2.5) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(-1, '1') }),
+      stray: fc.oneof({ weight: 20, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constant(true) }),
+    },
+    { requiredKeys: ['experts'] },
+  );
+}
+
+/** Field at fault in `t` (or null when the line is a valid token), in the documented check order. */
+function tokenProblem(t: TokenLine, model: Model): string | null {
+  const L = model.moeLayerIds.length;
+  const k = model.topK;
+  const E = model.experts;
+  const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+  if (t.stray) return 'colour';
+  if (t.request !== undefined && !(isInt(t.request) && t.request >= 0)) return 'request';
+  if (t.rank !== undefined && !(isInt(t.rank) && t.rank >= -1)) return 'rank';
+  if (t.weight !== undefined && !(typeof t.weight === 'number' && Number.isFinite(t.weight) && t.weight >= 0)) return 'weight';
+  if (t.experts.length !== L) return 'experts';
+  for (let l = 0; l < L; l++) {
+    const ids = t.experts[l];
+    if (ids.length !== k) return `experts[${l}]`;
+    for (let j = 0; j < k; j++) if (!isInt(ids[j]) || (ids[j] as number) < 0 || (ids[j] as number) >= E) return `experts[${l}][${j}]`;
+    for (let j = 1; j < k; j++) if (ids.indexOf(ids[j]) < j) return `experts[${l}][${j}]`;
+  }
+  return null;
+}
+
+describe('JSON-lines trace reader against an oracle', () => {
+  it('a valid trace plans with exact loads; else one InputError naming the file, the first bad line and its field', async () => {
+    const arb = fc.constantFrom(...MODELS).chain((model) =>
+      fc.record({
+        model: fc.constant(model),
+        // null = a blank line
+        lines: fc.boolean().chain((clean) => fc.array(fc.option(arbTokenLine(model, clean), { freq: 12 }), { minLength: 0, maxLength: 14 })),
+        gzip: fc.boolean(),
+        o: arbPlanOpts,
+      }),
+    );
+    let valid = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ model, lines, gzip, o }) => {
+        const text = lines.map((t) => (t === null ? '' : JSON.stringify({ request: t.request, rank: t.rank, weight: t.weight, experts: t.experts, colour: t.stray ? 'red' : undefined }))).join('\n');
+        const file = fresh('.jsonl');
+        writeFileSync(file, gzip ? gzipSync(text) : text);
+        // Oracle: the first line with a problem, or (no token at all) an empty-file error.
+        let want: { line: number; field: string } | 'empty' | null = null;
+        for (let i = 0; i < lines.length && want === null; i++) {
+          const t = lines[i];
+          const field = t === null ? null : tokenProblem(t, model);
+          if (field !== null) want = { line: i + 1, field };
+        }
+        if (want === null && lines.every((t) => t === null)) want = 'empty';
+        let w: Workload;
+        try {
+          w = await loadWorkload(file, model);
+        } catch (err) {
+          if (want === null) throw new Error(`expected a trace from ${JSON.stringify(text)}, got ${String(err)}`);
+          expectInputError(err, file, want === 'empty' ? undefined : `${file}:${want.line}: ${want.field}`);
+          return;
+        }
+        if (want !== null) throw new Error(`expected an error (${JSON.stringify(want)}) for ${JSON.stringify(text)}`);
+        valid++;
+        expect(w.kind).toBe('trace');
+        if (w.kind !== 'trace') return;
+        const tokens = lines.filter((t): t is TokenLine => t !== null);
+        expect(w.trace.numTokens).toBe(tokens.length);
+        const k = model.topK;
+        const total = tokens.reduce((s, t) => s + (t.weight === undefined ? 1 : (t.weight as number)) * k, 0);
+        for (let l = 0; l < model.moeLayerIds.length; l++) {
+          expect(Array.from(w.trace.experts[l])).toEqual(tokens.flatMap((t) => t.experts[l] as number[]));
+        }
+        await planAndCheck(model, w, o, model.moeLayerIds.map(() => total));
+      }),
+      { seed: 202, numRuns: 60 },
+    );
+    expect(valid).toBeGreaterThanOrEqual(10);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Binary traces: corruption, truncation, garbage
+
+/** A uniform random trace of `model` (k distinct ids per token). */
+function randomTrace(model: Model, T: number, R: number, seed: number, withRank: boolean, withWeight: boolean): Trace {
+  const rng = new Rng(seed);
+  const L = model.moeLayerIds.length;
+  const E = model.experts;
+  const k = model.topK;
+  const experts: Uint16Array[] = [];
+  const pick = new Int32Array(E);
+  for (let l = 0; l < L; l++) {
+    const ex = new Uint16Array(T * k);
+    for (let t = 0; t < T; t++) {
+      for (let e = 0; e < E; e++) pick[e] = e;
+      for (let j = 0; j < k; j++) {
+        const i = j + rng.int(E - j);
+        [pick[j], pick[i]] = [pick[i], pick[j]];
+        ex[t * k + j] = pick[j];
+      }
+    }
+    experts.push(ex);
+  }
+  return {
+    numLayers: L,
+    numExperts: E,
+    topK: k,
+    numTokens: T,
+    numRequests: R,
+    request: Uint32Array.from({ length: T }, (_, t) => (R === 0 ? 0 : Math.floor((t * R) / T))),
+    rank: Int32Array.from({ length: T }, (_, t) => (withRank ? t % 3 : -1)),
+    weight: withWeight ? Float32Array.from({ length: T }, (_, t) => (t % 4) / 2) : null,
+    experts,
+  };
+}
+
+describe('binary traces: corrupted, truncated, garbage', () => {
+  it('truncation is always an InputError; byte flips and appended bytes give a valid plan or an InputError', async () => {
+    const arb = fc.record({
+      model: fc.constantFrom(...MODELS),
+      T: fc.integer({ min: 0, max: 40 }),
+      seed: fc.nat(),
+      rank: fc.boolean(),
+      weight: fc.boolean(),
+      gzip: fc.boolean(),
+      damage: fc.oneof(
+        fc.record({ kind: fc.constant('none' as const) }),
+        fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }) }),
+        fc.record({ kind: fc.constant('flip' as const), at: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), byte: fc.integer({ min: 0, max: 255 }) }),
+        fc.record({ kind: fc.constant('append' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
+      ),
+      o: arbPlanOpts,
+    });
+    let planned = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ model, T, seed, rank, weight, gzip, damage, o }) => {
+        const src = fresh(gzip ? '.mpt.gz' : '.mpt');
+        await writeTrace(src, randomTrace(model, T, Math.min(T, 3), seed, rank, weight), model, { gzip });
+        const bytes = readFileSync(src);
+        let bad: Buffer;
+        if (damage.kind === 'none') bad = bytes;
+        else if (damage.kind === 'truncate') bad = bytes.subarray(0, Math.floor(damage.at * bytes.length));
+        else if (damage.kind === 'flip') {
+          bad = Buffer.from(bytes);
+          // Half the flips land in the token data (after the header), where more of them stay valid.
+          const from = gzip || damage.byte % 2 === 0 ? 0 : Math.min(bad.length - 1, 8 + bytes.readUInt32LE(4));
+          bad[from + Math.floor(damage.at * (bad.length - from))] = damage.byte;
+        } else bad = Buffer.concat([bytes, damage.bytes]);
+        const file = fresh('.bin');
+        writeFileSync(file, bad);
+        let w: Workload;
+        try {
+          w = await loadWorkload(file, model);
+        } catch (err) {
+          if (damage.kind === 'none') throw err;
+          expectInputError(err, file);
+          return;
+        }
+        // A shortened file must never be taken for a complete trace; an intact one always reads.
+        expect(damage.kind).not.toBe('truncate');
+        if (damage.kind === 'none') expect(w.kind === 'trace' && w.trace.numTokens).toBe(T);
+        if (w.kind !== 'trace') return; // a flip may turn the bytes into another format
+        planned++;
+        const tr = w.trace;
+        const per = model.moeLayerIds.map(() => {
+          let s = 0;
+          for (let t = 0; t < tr.numTokens; t++) s += (tr.weight ? tr.weight[t] : 1) * model.topK;
+          return s;
+        });
+        await planAndCheck(model, w, o, per);
+      }),
+      { seed: 303, numRuns: 60 },
+    );
+    expect(planned).toBeGreaterThanOrEqual(5);
+  });
+
+  it('random bytes (raw or gzipped, with or without a known format prefix) never escape as anything but an InputError', async () => {
+    const prefixes = ['', 'MPT1', '{', '[', '{"experts":', 'Layer ID,Batch Number,Token,Activated Expert IDs\n', '1,2,3,4\n', '\x1f\x8b'];
+    const arb = fc.record({
+      model: fc.constantFrom(...MODELS),
+      prefix: fc.constantFrom(...prefixes),
+      body: fc.uint8Array({ minLength: 0, maxLength: 120 }),
+      gzip: fc.constantFrom('none', 'whole', 'truncated'),
+    });
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ model, prefix, body, gzip }) => {
+        const raw = Buffer.concat([Buffer.from(prefix, 'latin1'), body]);
+        const z = gzipSync(raw);
+        const bytes = gzip === 'none' ? raw : gzip === 'whole' ? z : z.subarray(0, Math.max(2, z.length - 1 - (body.length % 8)));
+        const file = fresh('.dat');
+        writeFileSync(file, bytes);
+        try {
+          await loadWorkload(file, model);
+        } catch (err) {
+          expectInputError(err, file);
+          return;
+        }
+        // Readable content (e.g. a numeric CSV prefix) is fine; a cut gzip stream never is.
+        expect(gzip).not.toBe('truncated');
+      }),
+      { seed: 404, numRuns: 60 },
+    );
+  });
+
+  it('a trace of another model (layers, experts or top-k differ) is an InputError naming the file', async () => {
+    const A = M_A;
+    const others = [
+      ModelSchema.parse({ ...A, name: 'more-layers', numHiddenLayers: 4, moeLayerIds: [1, 2, 3] }),
+      ModelSchema.parse({ ...A, name: 'fewer-layers', moeLayerIds: [1] }),
+      ModelSchema.parse({ ...A, name: 'more-experts', experts: 5 }),
+      ModelSchema.parse({ ...A, name: 'top-3', topK: 3 }),
+    ];
+    const mpt = fresh('.mpt');
+    await writeTrace(mpt, randomTrace(A, 20, 2, 1, false, false), A);
+    const jsonl = fresh('.jsonl');
+    await writeTrace(jsonl, randomTrace(A, 20, 2, 1, false, false), A, { format: 'mpt-jsonl' });
+    const counts = fresh('.json');
+    writeFileSync(counts, JSON.stringify([[1, 2, 3, 4], [4, 3, 2, 1]]));
+    for (const m of others) {
+      for (const file of [mpt, jsonl, counts]) {
+        // Counts carry no top-k, JSON lines no expert count: those files are valid for such models.
+        if ((file === counts && m.name === 'top-3') || (file === jsonl && m.name === 'more-experts')) continue;
+        const err = await loadWorkload(file, m).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expectInputError(err, file);
+      }
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The CLI in-process: random flags
+
+interface Captured {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `main(argv)` with stdout and stderr captured (progress off). */
+async function runMain(argv: string[]): Promise<Captured> {
+  let stdout = '';
+  let stderr = '';
+  const prev = { progress: process.env.MOE_PLACER_PROGRESS, debug: process.env.MOE_PLACER_DEBUG };
+  process.env.MOE_PLACER_PROGRESS = '0';
+  process.env.MOE_PLACER_DEBUG = '0';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation(((s: string | Uint8Array) => {
+    stdout += typeof s === 'string' ? s : Buffer.from(s).toString();
+    return true;
+  }) as typeof process.stdout.write);
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(((s: string | Uint8Array) => {
+    stderr += typeof s === 'string' ? s : Buffer.from(s).toString();
+    return true;
+  }) as typeof process.stderr.write);
+  try {
+    const code = await main(argv);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+    process.env.MOE_PLACER_PROGRESS = prev.progress;
+    process.env.MOE_PLACER_DEBUG = prev.debug;
+    if (prev.progress === undefined) delete process.env.MOE_PLACER_PROGRESS;
+    if (prev.debug === undefined) delete process.env.MOE_PLACER_DEBUG;
+  }
+}
+
+/** A flag value: the text given, and whether the flag accepts it. */
+interface FlagValue {
+  text: string;
+  ok: boolean;
+}
+const v = (text: string, ok: boolean): FlagValue => ({ text, ok });
+
+describe('the CLI (main in-process) on random flags', () => {
+  beforeAll(async () => {
+    const p = (name: string): string => join(dir, name);
+    writeFileSync(p('model.json'), JSON.stringify(M_A));
+    writeFileSync(p('cluster.json'), JSON.stringify({ name: 'c', nodes: 2, gpusPerNode: 2, slotsPerGpu: 1, gpu: 'H100' }));
+    // Bad model / cluster files: each names a field (or the file) when read.
+    writeFileSync(p('model-zero-experts.json'), JSON.stringify({ ...M_A, experts: 0 }));
+    writeFileSync(p('model-topk.json'), JSON.stringify({ ...M_A, topK: 9 }));
+    writeFileSync(p('model-layers.json'), JSON.stringify({ ...M_A, moeLayerIds: [1, 7] }));
+    writeFileSync(p('model-trunc.json'), JSON.stringify(M_A).slice(0, 40));
+    writeFileSync(p('cluster-nodes.json'), JSON.stringify({ nodes: 0, gpusPerNode: 2, slotsPerGpu: 1, gpu: 'H100' }));
+    writeFileSync(p('cluster-gpu.json'), JSON.stringify({ nodes: 2, gpusPerNode: 2, slotsPerGpu: 1, gpu: 'X100' }));
+    await writeTrace(p('trace.mpt'), randomTrace(M_A, 200, 4, 9, true, false), M_A);
+    writeFileSync(p('trace-trunc.gz'), gzipSync(JSON.stringify([[1, 2, 3, 4], [4, 3, 2, 1]])).subarray(0, 20));
+  });
+
+  it('valid flags give exit 0 and a valid plan; any bad one gives exit 2, one line per problem naming a culprit, no output file', async () => {
+    const p = (name: string): string => join(dir, name);
+    const bad = ['x', '', '-1', '1.5', '1e3', '0x10', '99999999999999999999'];
+    /** Mostly one of `goods`, sometimes one of `bads`. */
+    const flag = (goods: readonly string[], bads: readonly string[]): fc.Arbitrary<FlagValue> =>
+      fc.oneof({ weight: 16, arbitrary: fc.constantFrom(...goods).map((s) => v(s, true)) }, { weight: 1, arbitrary: fc.constantFrom(...bads).map((s) => v(s, false)) });
+    const arb = fc.record(
+      {
+        model: fc.oneof(
+          { weight: 16, arbitrary: fc.constant(v(p('model.json'), true)) },
+          { weight: 1, arbitrary: fc.constantFrom('model-zero-experts.json', 'model-topk.json', 'model-layers.json', 'model-trunc.json', 'nope.json').map((f) => v(p(f), false)) },
+          { weight: 1, arbitrary: fc.constantFrom(v('no-such-model', false), v('', false)) },
+        ),
+        cluster: fc.oneof(
+          { weight: 16, arbitrary: fc.constantFrom(v(p('cluster.json'), true), v('tiny-2x2', true)) },
+          { weight: 1, arbitrary: fc.constantFrom('cluster-nodes.json', 'cluster-gpu.json').map((f) => v(p(f), false)) },
+        ),
+        workload: fc.oneof(
+          { weight: 16, arbitrary: fc.constant(v(p('trace.mpt'), true)) },
+          { weight: 1, arbitrary: fc.constantFrom(v(p('trace-trunc.gz'), false), v(p('missing.mpt'), false), v(dir, false)) },
+        ),
+        nodes: flag(['1', '2'], [...bad, '0']),
+        'gpus-per-node': flag(['1', '2'], [...bad, '0']),
+        'slots-per-gpu': flag(['2', '4'], [...bad, '0']),
+        solver: flag([...SOLVER_NAMES], ['eplbb', 'optimise', '', 'OPTIMIZE']),
+        objective: flag(OBJECTIVES, ['trafic', 'speed', '']),
+        mode: flag(['normal', 'low-latency'], ['decode', 'lowlatency', '']),
+        seed: flag(['0', '7', '4294967295'], ['-1', '4294967296', '1.5', 'x', '']),
+        'time-limit': flag(['0.5', '30', '1e-9'], ['0', '-1', 'NaN', 'Infinity', 'x', '']),
+        workers: flag(['1'], ['0', '-2', '1.5', 'x', '']),
+        eps: flag(['0', '0.3'], ['-0.1', 'NaN', 'x', '']),
+        out: fc.oneof(
+          { weight: 16, arbitrary: fc.constant(v('<fresh>', true)) },
+          { weight: 1, arbitrary: fc.constantFrom(v(p('no/such/dir/plan.json'), false), v(dir, false)) },
+        ),
+        json: flag(['', '=true'], ['=yes']),
+      },
+      { requiredKeys: ['model', 'cluster', 'workload', 'out', 'workers'] },
+    );
+    const extras = fc.oneof({ weight: 16, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.tuple(fc.constantFrom('--nodez', 'stray', '--seed')) });
+    const drop = sometimes(fc.constantFrom('model', 'cluster', 'workload', 'out'), 1, 16);
+    let ok = 0;
+    let failed = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, extras, drop, async (flags, extra, dropped) => {
+        const out = fresh('.plan.json');
+        const argv = ['plan'];
+        const culprits: string[] = [];
+        let valid = true;
+        for (const [name, val] of Object.entries(flags) as [string, FlagValue][]) {
+          if (name === dropped) continue;
+          const text = val.text === '<fresh>' ? out : val.text;
+          if (name === 'json') argv.push(`--json${text}`);
+          else argv.push(`--${name}`, text);
+          if (!val.ok) {
+            valid = false;
+            culprits.push(`--${name}`);
+            if (text !== '') culprits.push(text);
+          }
+        }
+        if (dropped !== null) {
+          valid = false;
+          culprits.push(`--${dropped}`);
+        }
+        for (const e of extra) {
+          if (e === '--seed' && flags.seed === undefined) continue; // not a repeat then
+          argv.push(e === '--seed' ? '--seed' : e, ...(e === '--seed' ? ['3'] : []));
+          valid = false;
+          culprits.push(e === 'stray' ? 'stray' : e);
+        }
+        // Feasibility: at least one slot per expert (the only shape rule these tiny inputs can break).
+        const base = flags.cluster.text.endsWith('cluster.json') ? { n: 2, g: 2, s: 1 } : { n: 2, g: 2, s: 2 };
+        const n = flags.nodes?.ok ? Number(flags.nodes.text) : base.n;
+        const g = flags['gpus-per-node']?.ok ? Number(flags['gpus-per-node'].text) : base.g;
+        const s = flags['slots-per-gpu']?.ok ? Number(flags['slots-per-gpu'].text) : base.s;
+        if (flags.model.ok && flags.cluster.ok && n * g * s < M_A.experts) {
+          valid = false;
+          culprits.push('slots');
+        }
+        const r = await runMain(argv);
+        const leftovers = readdirSync(dir).filter((f) => f.includes('.tmp'));
+        expect(leftovers).toEqual([]);
+        expect(r.stderr).not.toMatch(/^\s+at /m); // never a stack trace
+        if (valid) {
+          if (r.code !== 0) throw new Error(`expected success for ${argv.join(' ')}\n${r.stderr}`);
+          ok++;
+          const { plan: pf } = readPlanFile(out);
+          expect(pf.provenance?.solver).toBe(flags.solver?.text ?? 'optimize');
+          expect(r.stdout.length).toBeGreaterThan(0);
+          if (flags.json !== undefined) JSON.parse(r.stdout);
+          return;
+        }
+        failed++;
+        if (r.code !== 2) throw new Error(`expected exit 2 for ${argv.join(' ')}, got ${r.code}\n${r.stderr}`);
+        expect(r.stdout).toBe('');
+        expect(existsSync(out)).toBe(false);
+        const lines = r.stderr.trimEnd().split('\n');
+        for (const line of lines) expect(line).toMatch(/^moe-placer: \S/);
+        expect(lines[0]).not.toMatch(/expected an? [a-z],/); // e.g. `--model: expected a m` (one-letter metavar)
+        // One line per problem: several only when several required flags are missing at once.
+        if (!lines[0].includes('missing --')) expect(lines).toHaveLength(1);
+        const named = culprits.some((c) => lines[0].includes(c));
+        if (!named) throw new Error(`${JSON.stringify(lines[0])} names none of ${JSON.stringify(culprits)} (argv ${argv.join(' ')})`);
+      }),
+      { seed: 505, numRuns: 60 },
+    );
+    expect(ok).toBeGreaterThanOrEqual(10);
+    expect(failed).toBeGreaterThanOrEqual(20);
+  });
+});
