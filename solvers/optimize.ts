@@ -17,7 +17,7 @@ import { eplbPlacement } from './eplb.js';
 import { indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
 import type { Solver, SolveInput, SolveResult } from './types.js';
 
-/** Default annealing proposals per layer, start and candidate, per expert of the model... */
+/** Default annealing proposals per layer and candidate (shared by its starts), per expert... */
 export const DEFAULT_PROPOSALS_PER_EXPERT = 100;
 /** ...and at most this many (large models start from communities and need fewer per expert). */
 export const DEFAULT_MAX_PROPOSALS = 10000;

@@ -53,7 +53,7 @@ describe('optimality on tiny instances', () => {
         const exact = await minTrafficMip({ tokens: tokenSetsOfLayer(trace, 0, shape.numGpus), numExperts: E, shape, model, mode, replicas: 'one' });
         expect(exact.status).toBe('optimal');
         // A loose eps keeps the load cap from binding, as in the MIP.
-        const r = await optimize({ model, cluster, shape, workload, objective: 'traffic', mode, seed: trial, eps: 100 }, { proposalsPerExpert: 200 });
+        const r = await optimize({ model, cluster, shape, workload, objective: 'traffic', mode, seed: trial, eps: 100 }, { proposalsPerExpert: 800 });
         const ev = evaluate({ model, cluster, placement: r.placement, workload, options: { mode } });
         expect(ev.interNodeBytes).toBeCloseTo(exact.interNodeBytes, 6);
       }

@@ -12,7 +12,7 @@
  * Where the reader's rules are simple enough, an independent oracle decides which of the two must
  * happen and where the first problem is.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -370,6 +370,228 @@ describe('JSON-lines trace reader against an oracle', () => {
       { seed: 202, numRuns: 60 },
     );
     expect(valid).toBeGreaterThanOrEqual(10);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Per-request CSV traces (v2lite-csv): folders of files, quoted token texts
+
+/** One CSV row: the engine layer id, batch number, token text and expert ids as written. */
+interface CsvRow {
+  layer: string;
+  batch: string;
+  token: string;
+  ids: string;
+  /** The row is valid on its own (a MoE layer id, a k-list of distinct ids in range). */
+  ok: boolean;
+  /** MoE layer index (when ok). */
+  l: number;
+  /** Parsed ids (when ok). */
+  parsed: number[];
+}
+
+const HEADER = 'Layer ID,Batch Number,Token,Activated Expert IDs';
+/** CSV-quote a token text when it holds a comma, a quote or a line break. */
+const quote = (t: string): string => (/[",\n]/.test(t) || t === '' ? `"${t.replace(/"/g, '""')}"` : t);
+
+function arbCsvFile(model: Model): fc.Arbitrary<{ header: string | null; rows: CsvRow[]; batch: number }> {
+  const L = model.moeLayerIds.length;
+  const k = model.topK;
+  const E = model.experts;
+  const token = fc.string({ unit: fc.constantFrom('a', 'b', ' ', ',', '"', '\n', 'é'), maxLength: 5 });
+  const goodIds = fc.shuffledSubarray(Array.from({ length: E }, (_, e) => e), { minLength: k, maxLength: k });
+  const badIds = fc.oneof(
+    fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k, maxLength: k }).filter((a) => new Set(a).size < k), // duplicate
+    fc.array(fc.integer({ min: 0, max: E }), { minLength: k, maxLength: k }).filter((a) => a.includes(E)), // out of range
+    fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k + 1, maxLength: k + 1 }), // too wide
+    fc.constantFrom<unknown[]>([-1], ['x'], [1.5]),
+  );
+  const row = (l: number, batch: number, clean: boolean): fc.Arbitrary<CsvRow> =>
+    fc
+      .record({
+        token,
+        ids: clean ? goodIds.map((a) => ({ a: a as unknown[], ok: true })) : fc.oneof({ weight: 6, arbitrary: goodIds.map((a) => ({ a: a as unknown[], ok: true })) }, { weight: 1, arbitrary: badIds.map((a) => ({ a, ok: false })) }),
+        layer: clean ? fc.constant<string | null>(null) : fc.oneof({ weight: 20, arbitrary: fc.constant<string | null>(null) }, { weight: 1, arbitrary: fc.constantFrom<string | null>('0', 'x', String(model.numHiddenLayers + 3)) }),
+        batch: clean ? fc.constant<string | null>(null) : fc.oneof({ weight: 20, arbitrary: fc.constant<string | null>(null) }, { weight: 1, arbitrary: fc.constantFrom<string | null>(String(batch + 1), '-1') }),
+      })
+      .map(({ token: t, ids, layer, batch: b }) => {
+        // '0' is a MoE layer of models whose first engine layer is MoE: then the row is still valid.
+        const layerOk = layer === null || (layer === '0' && model.moeLayerIds[0] === 0 && l === 0);
+        return {
+          layer: layer ?? String(model.moeLayerIds[l]),
+          batch: b ?? String(batch),
+          token: t,
+          ids: `"[${ids.a.join(', ')}]"`,
+          ok: ids.ok && layerOk && b === null,
+          l,
+          parsed: ids.a as number[],
+        };
+      });
+  return fc.record({ T: fc.integer({ min: 1, max: 3 }), batch: fc.nat(5), clean: fc.boolean(), uneven: fc.oneof({ weight: 8, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: L - 1 }) }), header: fc.oneof({ weight: 20, arbitrary: fc.constant(HEADER) }, { weight: 1, arbitrary: fc.constantFrom<string | null>(null, 'Layer ID,Batch Number,Text,Activated Expert IDs') }) }).chain(({ T, batch, clean, uneven, header }) =>
+    fc
+      .tuple(...Array.from({ length: L }, (_, l) => fc.array(row(l, batch, clean), { minLength: l === uneven ? T - 1 : T, maxLength: l === uneven ? T - 1 : T })))
+      .map((layers) => ({ header, rows: layers.flat(), batch })),
+  );
+}
+
+/** Line of the first bad line of a file (0 = no line: a file-level problem), or null when it reads. */
+function csvFileProblem(f: { header: string | null; rows: CsvRow[] }, model: Model): number | null {
+  if (f.header !== HEADER) return 1;
+  let line = 2;
+  const perLayer = new Array<number>(model.moeLayerIds.length).fill(0);
+  for (const r of f.rows) {
+    if (!r.ok) return line;
+    perLayer[r.l]++;
+    line += 1 + (r.token.match(/\n/g)?.length ?? 0);
+  }
+  const T = Math.max(...perLayer);
+  return T === 0 || perLayer.some((n) => n !== T) ? 0 : null;
+}
+
+describe('per-request CSV trace folders against an oracle', () => {
+  it('a valid folder plans with one request per file in natural order; else one InputError naming the first bad file (and line)', async () => {
+    const arb = fc.constantFrom(M_A, M_ALL).chain((model) =>
+      fc.record({ model: fc.constant(model), files: fc.array(arbCsvFile(model), { minLength: 1, maxLength: 3 }), gzip: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }), o: arbPlanOpts }),
+    );
+    let valid = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ model, files, gzip, o }) => {
+        const folder = fresh('');
+        // Names r0, r5, r10: natural order, not the plain string order (r0, r10, r5).
+        const paths = files.map((f, i) => {
+          const text = [...(f.header === null ? [] : [f.header]), ...f.rows.map((r) => `${r.layer},${r.batch},${quote(r.token)},${r.ids}`)].join('\n') + '\n';
+          const path = join(folder, `r${i * 5}.csv`);
+          mkdirSync(folder, { recursive: true });
+          writeFileSync(path, gzip[i] ? gzipSync(text) : text);
+          return path;
+        });
+        let want: { file: string; line: number } | null = null;
+        for (let i = 0; i < files.length && want === null; i++) {
+          const line = csvFileProblem(files[i], model);
+          if (line !== null) want = { file: paths[i], line };
+        }
+        let w: Workload;
+        try {
+          w = await loadWorkload(folder, model);
+        } catch (err) {
+          if (want === null) throw new Error(`expected a trace, got ${String(err)}`);
+          expectInputError(err, want.file, want.line > 0 ? `${want.file}:${want.line}` : undefined);
+          return;
+        }
+        if (want !== null) throw new Error(`expected an error in ${want.file} at line ${want.line}`);
+        valid++;
+        if (w.kind !== 'trace') throw new Error('expected a trace');
+        const tr = w.trace;
+        const T = files.map((f) => f.rows.length / model.moeLayerIds.length);
+        expect(tr.numRequests).toBe(files.length);
+        expect(Array.from(tr.request)).toEqual(T.flatMap((n, i) => new Array<number>(n).fill(i)));
+        // Row i of layer l in a file is token i of that file's request.
+        for (let l = 0; l < model.moeLayerIds.length; l++) {
+          expect(Array.from(tr.experts[l])).toEqual(files.flatMap((f) => f.rows.filter((r) => r.l === l).flatMap((r) => r.parsed)));
+        }
+        await planAndCheck(model, w, o, model.moeLayerIds.map(() => tr.numTokens * model.topK));
+      }),
+      { seed: 606, numRuns: 40 },
+    );
+    console.log("VALID", valid); expect(valid).toBeGreaterThanOrEqual(8);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Per-request JSON step traces (maverick-json)
+
+/** One step: the object written, whether it is valid, and its tokens' ids per MoE layer. */
+interface Step {
+  obj: Record<string, unknown>;
+  ok: boolean;
+  ids: number[][];
+}
+
+function arbStep(model: Model, clean: boolean): fc.Arbitrary<Step> {
+  const L = model.moeLayerIds.length;
+  const k = model.topK;
+  const E = model.experts;
+  const tok = fc.shuffledSubarray(Array.from({ length: E }, (_, e) => e), { minLength: k, maxLength: k });
+  const badTok = fc.oneof(
+    fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k, maxLength: k }).filter((a) => new Set(a).size < k),
+    fc.constantFrom<unknown>([E, ...Array.from({ length: k - 1 }, () => 0)].slice(0, k), 'x', [0.5], []),
+  );
+  type Fault = 'none' | 'badToken' | 'missingLayer' | 'unevenLayer' | 'denseRouted' | 'badKey' | 'noTokens';
+  const fault: fc.Arbitrary<Fault> = clean
+    ? fc.constant('none')
+    : fc.oneof({ weight: 6, arbitrary: fc.constant<Fault>('none') }, { weight: 1, arbitrary: fc.constantFrom<Fault>('badToken', 'missingLayer', 'unevenLayer', 'denseRouted', 'badKey', 'noTokens') });
+  return fc
+    .record({
+      T: fc.integer({ min: 1, max: 3 }),
+      fault,
+      which: fc.nat(),
+      // A key of a layer that is not MoE, holding null, is fine even beyond the model's layers.
+      spare: fc.boolean(),
+    })
+    .chain(({ T, fault, which, spare }) =>
+      fc.tuple(fc.array(fc.array(tok, { minLength: T, maxLength: T }), { minLength: L, maxLength: L }), badTok).map(([layers, bad]) => {
+        const obj: Record<string, unknown> = {};
+        for (let id = 0; id < model.numHiddenLayers; id++) if (!model.moeLayerIds.includes(id)) obj[String(id)] = null;
+        const l = which % L;
+        const rows: unknown[][] = layers.map((r) => r.slice());
+        let ok = true;
+        if (fault === 'badToken') rows[l][which % T] = bad;
+        if (fault === 'unevenLayer' && L > 1) rows[l] = rows[l].concat([rows[l][0]]);
+        if (fault === 'noTokens') for (const r of rows) r.length = 0;
+        model.moeLayerIds.forEach((id, i) => (obj[String(id)] = rows[i]));
+        if (fault === 'missingLayer') delete obj[String(model.moeLayerIds[l])];
+        if (fault === 'denseRouted') obj[String(model.numHiddenLayers)] = [[0]];
+        if (fault === 'badKey') obj.x = null;
+        if (spare) obj[String(model.numHiddenLayers + 5)] = null;
+        ok = fault === 'none' || (fault === 'unevenLayer' && L === 1);
+        return { obj, ok, ids: layers.map((r) => r.flat()) };
+      }),
+    );
+}
+
+describe('per-request JSON step traces against an oracle', () => {
+  it('valid step files plan with their tokens appended step by step; else one InputError naming the bad file', async () => {
+    const arb = fc.constantFrom(...MODELS).chain((model) =>
+      fc.record({
+        model: fc.constant(model),
+        files: fc.boolean().chain((clean) => fc.array(fc.array(arbStep(model, clean), { minLength: 0, maxLength: 3 }), { minLength: 1, maxLength: 2 })),
+        gzip: fc.boolean(),
+        o: arbPlanOpts,
+      }),
+    );
+    let valid = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ model, files, gzip, o }) => {
+        const folder = fresh('');
+        mkdirSync(join(folder, 'sub'), { recursive: true });
+        // Nested: the second file sits in a sub-folder that sorts after the first file.
+        const paths = files.map((steps, i) => {
+          const path = join(folder, i === 0 ? 'a.json' : 'sub/b.json');
+          const text = JSON.stringify(steps.map((s) => s.obj));
+          writeFileSync(path, gzip ? gzipSync(text) : text);
+          return path;
+        });
+        const bad = files.findIndex((steps) => steps.length === 0 || steps.some((s) => !s.ok));
+        let w: Workload;
+        try {
+          w = await loadWorkload(folder, model);
+        } catch (err) {
+          if (bad < 0) throw new Error(`expected a trace, got ${String(err)}`);
+          expectInputError(err, paths[bad]);
+          return;
+        }
+        if (bad >= 0) throw new Error(`expected an error naming ${paths[bad]}`);
+        valid++;
+        if (w.kind !== 'trace') throw new Error('expected a trace');
+        expect(w.trace.numRequests).toBe(files.length);
+        for (let l = 0; l < model.moeLayerIds.length; l++) {
+          expect(Array.from(w.trace.experts[l])).toEqual(files.flatMap((steps) => steps.flatMap((s) => s.ids[l])));
+        }
+        await planAndCheck(model, w, o, model.moeLayerIds.map(() => w.kind === 'trace' ? w.trace.numTokens * model.topK : 0));
+      }),
+      { seed: 707, numRuns: 40 },
+    );
+    console.log("VALID", valid); expect(valid).toBeGreaterThanOrEqual(8);
   });
 });
 

@@ -334,15 +334,18 @@ export function solveLayer(task: LayerTask): LayerResult {
           nodeCap: caps.map((c) => G * c * theta),
           gpuCap: caps[0],
         });
-        // Restarts from the same start with their own random streams; the best feasible end wins.
-        // Retries continue from the previous layout under the tighter cap, with a shorter search.
-        const iterations = attempt === 0 ? task.iterations : Math.ceil(task.iterations / 4);
-        let best: { has: Uint8Array; srv: Int32Array; cost: number } | null = null;
+        // Runs from every start (and restarts) with their own random streams share the proposal
+        // budget; the best feasible end wins. Retries continue from the previous layout under the
+        // tighter cap, with a shorter search.
         const runs = attempt === 0 ? Math.max(task.restarts, starts.length) : 1;
+        const iterations = attempt === 0 ? Math.ceil(task.iterations / runs) : Math.ceil(task.iterations / 4);
+        let best: { has: Uint8Array; srv: Int32Array; cost: number } | null = null;
         for (let r = 0; r < runs; r++) {
           const from = attempt === 0 ? starts[r % starts.length] : start;
           st.init(from.has, from.srv);
-          const stats = searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline, temperature: task.temperature });
+          // Restarts beyond one run per start anneal hotter (x3 each round) for diversity.
+          const temperature = (task.temperature ?? 0.3) * Math.pow(3, Math.floor(r / starts.length));
+          const stats = searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline, temperature });
           proposals += stats.proposals;
           if (st.feasible() && (!best || st.cost < best.cost)) best = { has: st.has.slice(), srv: st.srv.slice(), cost: st.cost };
         }
