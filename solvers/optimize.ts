@@ -26,7 +26,7 @@ export const DEFAULT_SAMPLE_SLACK = 0.01;
 /** Fraction of each node's slots kept for in-node replicas (OptimizeOptions.slotReserve). */
 export const DEFAULT_SLOT_RESERVE = 0.1;
 /** Token sets the node-level search works on per layer. */
-export const DEFAULT_MAX_SEARCH_SETS = 16384;
+export const DEFAULT_MAX_SEARCH_SETS = 8192;
 
 export interface OptimizeOptions extends IndexOptions {
   proposalsPerExpert?: number;

@@ -24,7 +24,7 @@ import { InfeasibleError, InputError, SolverError } from './errors.js';
 import { EXPORT_FORMATS, exportPlan, isExportFormat, type ExportFormat } from './formats/export.js';
 import { detectImportFormat, importPlacement, type ImportFormat } from './formats/import.js';
 import { validatePlacement } from './placement.js';
-import { buildPlanFile, parseJsonText, readPlanFile, shapeOfCluster } from './plan.js';
+import { buildPlanFile, parseJsonText, readPlanFile, relativeGap, shapeOfCluster } from './plan.js';
 import { ModeSchema, ObjectiveSchema } from './schemas.js';
 import type { Cluster, CostOptionsInput, Mode, Model, Objective, PlanFile } from './schemas.js';
 import type { Placement, Shape, Workload } from './types.js';
@@ -196,11 +196,6 @@ export function layerMaxLoadBounds(workload: Workload, shape: Shape): Float64Arr
   const out = new Float64Array(L);
   for (let l = 0; l < L; l++) out[l] = maxLoadLowerBound(expertLoadsOfLayer(workload, l), shape.numGpus, shape.slotsPerGpu);
   return out;
-}
-
-/** Relative gap (value - bound) / value as the plan file reports it; 0 when value is 0. */
-export function relativeGap(value: number, bound: number): number {
-  return value > 0 ? Math.max(0, (value - bound) / value) : 0;
 }
 
 // ---------------------------------------------------------------------------------------------

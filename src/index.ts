@@ -16,7 +16,7 @@ export {
 } from './schemas.js';
 export type { Cluster, ClusterInput, CostOptions, CostOptionsInput, Gpu, Mode, Model, ModelInput, Objective, PlanFile } from './schemas.js';
 export { makeShape } from './types.js';
-export type { Counts, Placement, Shape, TokenSets, Trace, Workload, WorkloadMeta } from './types.js';
+export type { Counts, LayerIndex, Placement, Shape, TokenSets, Trace, Workload, WorkloadIndex, WorkloadMeta } from './types.js';
 
 // Errors and the seeded generator.
 export { formatLocation, InfeasibleError, InputError, MoePlacerError, SolverError } from './errors.js';
@@ -44,6 +44,9 @@ export type { ClusterOverrides } from './presets.js';
 export { checkTrace, detectFormat, loadWorkload, MPT_FORMAT, MPT_VERSION, readTrace, writeTrace } from './workload/index.js';
 export type { LoadOptions, MptHeader, WorkloadFormat, WriteTraceOptions } from './workload/index.js';
 export { compressTokenSets, countsOfTrace, expertLoadsOfLayer, filterRequests, sourceOf, tokenSetsOfLayer } from './workload/tokens.js';
+export { indexWorkload } from './workload/indexer.js';
+export type { IndexOptions } from './workload/indexer.js';
+export { sampleTokensFromCounts } from './workload/sample.js';
 
 // Synthetic traces and fidelity measures.
 export { GENERATOR_DEFAULTS, generateTrace, marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage } from './generator.js';
@@ -72,7 +75,8 @@ export type { EvaluatePlanArgs, ExportArgs, LayerReport, LoadedPlacement, Metric
 // Solvers.
 export { getSolver, SOLVERS } from '../solvers/registry.js';
 export type { SolveBounds, SolveInput, SolveProgress, SolveResult, Solver } from '../solvers/types.js';
-export { optimizeSolver } from '../solvers/optimize.js';
+export { optimize, optimizeSolver } from '../solvers/optimize.js';
+export type { OptimizeOptions } from '../solvers/optimize.js';
 export { contiguousPlacement, contiguousSolver } from '../solvers/contiguous.js';
 export { roundRobinPlacement, roundRobinSolver } from '../solvers/round-robin.js';
 export {
@@ -89,8 +93,15 @@ export type { EplbLayer } from '../solvers/eplb.js';
 // Placements, bounds and plan files.
 export { defaultDispatch, dispatchOf, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
 export type { ReplicaIndex } from './placement.js';
-export { maxLoadLowerBound, maxLoadLowerBoundDetail } from './bounds.js';
-export type { MaxLoadBound } from './bounds.js';
+export { exactMinTraffic, maxLoadLowerBound, maxLoadLowerBoundDetail, minTrafficMip, trafficLowerBound } from './bounds.js';
+export type { MaxLoadBound, TrafficInstance } from './bounds.js';
+
+// LP / MIP behind one interface (javascript-lp-solver and HiGHS).
+export { LpModel, solveLp } from './lp/index.js';
+export type { LpResult } from './lp/index.js';
+
+// Co-activation graph (graphology), METIS files, Louvain communities.
+export { coactivationGraph, louvainCommunities, parseMetisPartition, toMetisGraph } from './search/coactivation.js';
 export {
   buildPlanFile,
   canonicalPlan,
@@ -98,6 +109,7 @@ export {
   PLAN_FORMAT,
   planMetrics,
   readPlanFile,
+  relativeGap,
   shapeOfCluster,
   stringifyPlan,
   writeFileAtomic,

@@ -106,16 +106,16 @@ export function planMetrics(ev: Evaluation): PlanMetrics {
   };
 }
 
-/** Relative gap (value - bound) / value, 0 when value is 0. */
-function gap(value: number, bound: number): number {
+/** Relative gap (value - bound) / value as plan files report it (MIP convention), 0 when value is 0. */
+export function relativeGap(value: number, bound: number): number {
   return value > 0 ? Math.max(0, (value - bound) / value) : 0;
 }
 
 function withGaps(b: PlanBounds, m: PlanMetrics | undefined): PlanBounds {
   const out: PlanBounds = { ...b };
-  if (m && out.maxLoadLowerBound !== undefined && out.maxLoadGap === undefined) out.maxLoadGap = gap(m.maxLoad, out.maxLoadLowerBound);
+  if (m && out.maxLoadLowerBound !== undefined && out.maxLoadGap === undefined) out.maxLoadGap = relativeGap(m.maxLoad, out.maxLoadLowerBound);
   if (m && out.interNodeBytesLowerBound !== undefined && out.interNodeBytesGap === undefined) {
-    out.interNodeBytesGap = gap(m.interNodeBytes, out.interNodeBytesLowerBound);
+    out.interNodeBytesGap = relativeGap(m.interNodeBytes, out.interNodeBytesLowerBound);
   }
   return out;
 }

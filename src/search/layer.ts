@@ -319,7 +319,7 @@ export function solveLayer(task: LayerTask): LayerResult {
       // Starts: the balanced layout, and expert communities packed onto nodes.
       const starts = [nodeStartFrom(balanced, E, shape), { has: commHas, srv: undefined as Int32Array | undefined }];
       let start = starts[0];
-      for (let attempt = 0, theta = 1; attempt < 4; attempt++, theta -= 0.015) {
+      for (let attempt = 0, theta = 0.99; attempt < 4; attempt++, theta -= 0.015) {
         const st = new NodeState({
           nodes: shape.nodes,
           experts: E,
