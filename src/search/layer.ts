@@ -4,8 +4,10 @@
  * 1. balance: replicate greedily by load/count and pack the whole cluster (pack.ts), giving the
  *    best balanced max load M.
  * 2. traffic (objectives `traffic` and `time`): node-level annealing (node-search.ts) of which
- *    nodes hold which experts, under a node load cap of gpusPerNode * (1 + eps) * M, then balanced
- *    packing inside every node; the node cap is tightened until the GPU-level max load fits.
+ *    nodes hold which experts, from the balanced layout and from expert communities (routing
+ *    groups or Louvain) packed onto nodes, under a node load cap of about
+ *    gpusPerNode * (1 + eps) * M in every load dimension, then balanced packing inside every node;
+ *    the node cap is tightened until the GPU-level loads fit the cap.
  * 3. select: every candidate is scored by the evaluator of the cost model on the fitted tokens and
  *    the best one that respects the load cap is kept (the balanced plan is always a candidate).
  */
@@ -112,10 +114,9 @@ class LoadVectors {
     for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) this.mean[1 + b] += task.sampleLoad[b * E + e];
     for (let d = 0; d < this.D; d++) this.mean[d] /= numGpus;
   }
-  /** Write chunk (s, e)'s vector to out[off..off+D). */
-  write(s: number, e: number, out: Float64Array, off: number): void {
+  /** Write chunk (s, e)'s vector to out[off..off+D) (the same for every source s). */
+  write(_s: number, e: number, out: Float64Array, off: number): void {
     const E = this.task.numExperts;
-    void s;
     const NG = this.numGpus;
     out[off] = this.task.expertLoad[e] / NG;
     for (let d = 1; d < this.D; d++) out[off + d] = this.task.sampleLoad[(d - 1) * E + e] / NG;
@@ -383,7 +384,6 @@ export function solveLayer(task: LayerTask): LayerResult {
   };
 }
 
-/** Token sets compressed by (source node, expert set). */
 /** Token sets compressed by (source node, expert set), at most `maxSets` of them (capSets). */
 function nodeSets(tokens: TokenSets, gpusPerNode: number, maxSets: number, rng: Rng): { setSrc: Int32Array; setW: Float64Array; setEx: Uint16Array } {
   const bySrcNode: TokenSets = {
