@@ -36,7 +36,8 @@ export interface OptimizeOptions extends IndexOptions {
   temperature?: number;
   /**
    * Slots per node kept free of the node-level search for in-node replicas of hot experts, which
-   * keep the node's GPUs balanced on tokens the plan has not seen; default 10% of a node's slots.
+   * keep the node's GPUs balanced on tokens the plan has not seen; default 10% of a node's slots
+   * in normal mode, none in low-latency mode.
    */
   slotReserve?: number;
   sampleSlack?: number;
@@ -70,7 +71,9 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
     iterations: opts.proposalsPerExpert !== undefined ? opts.proposalsPerExpert * E : Math.min(DEFAULT_PROPOSALS_PER_EXPERT * E, DEFAULT_MAX_PROPOSALS),
     restarts: opts.restarts ?? (E <= 32 ? 4 : 1),
     temperature: opts.temperature,
-    slotReserve: opts.slotReserve ?? Math.round(DEFAULT_SLOT_RESERVE * shape.gpusPerNode * shape.slotsPerGpu),
+    // In low-latency mode every remote (token, expert) pair costs, so free slots buy more as
+    // replicas on other nodes than as replicas inside one: none are reserved there.
+    slotReserve: opts.slotReserve ?? (input.mode === 'low-latency' ? 0 : Math.round(DEFAULT_SLOT_RESERVE * shape.gpusPerNode * shape.slotsPerGpu)),
     maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
     sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
     model,

@@ -107,7 +107,7 @@ describe('baselines', () => {
   it('registry lists the baselines and rejects unknown names with the list', () => {
     expect(Object.keys(SOLVERS).sort()).toEqual(['contiguous', 'eplb', 'optimize', 'round-robin']);
     expect(getSolver('eplb')).toBe(eplbSolver);
-    expect(() => getSolver('nope')).toThrow(/unknown solver "nope"; known: contiguous, round-robin, eplb/);
+    expect(() => getSolver('nope')).toThrow(/unknown solver "nope"; known: optimize, contiguous, round-robin, eplb/);
   });
 });
 

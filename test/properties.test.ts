@@ -18,11 +18,12 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { plan, type PlanOutcome } from '../src/api.js';
+import { evaluatePlan, loadPlacement, plan, type PlanOutcome } from '../src/api.js';
 import { main } from '../src/cli.js';
 import { InputError } from '../src/errors.js';
+import { exportPlan } from '../src/formats/export.js';
 import { validatePlacement } from '../src/placement.js';
-import { readPlanFile } from '../src/plan.js';
+import { readPlanFile, stringifyPlan, writePlanFile } from '../src/plan.js';
 import { resolveCluster } from '../src/presets.js';
 import { Rng } from '../src/rng.js';
 import { ModelSchema, type Cluster, type Model, type Objective } from '../src/schemas.js';
@@ -93,6 +94,10 @@ async function planAndCheck(model: Model, workload: Workload, o: PlanOpts, total
   });
   expect(r.evaluation.maxLoad).toBeGreaterThanOrEqual(0);
   expect(Number.isFinite(r.evaluation.interNodeBytes)).toBe(true);
+  // The plan file round-trips: written, read back (schema, placement, derived maps) to the same slots.
+  const file = fresh('.plan.json');
+  writePlanFile(file, r.plan);
+  expect(readPlanFile(file).plan.phy2log).toEqual(r.plan.phy2log);
   return r;
 }
 
@@ -112,6 +117,7 @@ const BAD_CELLS: Cell[] = [
   { json: 'null', csv: 'null', value: null },
   { json: '"7"', csv: 'x', value: null },
   { json: '2.5', csv: '2.5', value: 2.5 }, // fractional counts are fine
+  { json: '1e17', csv: '1e17', value: 1e17 }, // a valid count, but a layer holding it adds up to more than 2^53
 ];
 const arbCell: fc.Arbitrary<Cell> = fc.oneof(
   { weight: 5, arbitrary: fc.integer({ min: 0, max: 60 }).map(good) },
@@ -167,6 +173,9 @@ function mapRows(rows: number[][], model: Model, loc: (i: number) => string): Ex
     picked = model.moeLayerIds.map((id) => rows[id]);
   } else if (rows.length === L) picked = rows;
   else return { ok: false };
+  for (let l = 0; l < L; l++) {
+    if (picked[l].reduce((a, b) => a + b, 0) > Number.MAX_SAFE_INTEGER) return { ok: false, where: loc(rows.indexOf(picked[l])) };
+  }
   if (picked.every((r) => r.every((v) => v === 0))) return { ok: false };
   return { ok: true, counts: picked };
 }
@@ -248,6 +257,32 @@ describe('counts readers against an oracle', () => {
   });
 });
 
+describe('numeric extremes', () => {
+  it('counts adding up past 2^53 and weights past float32 are InputErrors at the row or line; 2^53 - 1 plans with finite metrics', async () => {
+    const model = M_A;
+    const cases: [string, string, string][] = [
+      ['.json', '[[1e308, 1e308, 0, 0], [1, 1, 1, 1]]', ': [0]: '], // the sum overflows to Infinity
+      ['.json', '{"logical_count": [[0, 0, 0, 0], [1, 1, 1, 1], [1e300, 0, 0, 0]]}', ': logical_count[2]: '],
+      ['.csv', '1,1,1,1\n1e17,0,0,0\n', ':2: '],
+      ['.jsonl', '{"experts": [[0, 1], [2, 3]]}\n{"weight": 1e39, "experts": [[0, 1], [2, 3]]}\n', ':2: weight: '],
+    ];
+    for (const [ext, text, where] of cases) {
+      const file = fresh(ext);
+      writeFileSync(file, text);
+      const err = await loadWorkload(file, model).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expectInputError(err, file, `${file}${where}`);
+    }
+    const edge = fresh('.json');
+    writeFileSync(edge, JSON.stringify([[2 ** 52, 2 ** 52 - 1, 0, 0], [1, 2, 3, 4]]));
+    const w = await loadWorkload(edge, model);
+    const r = await planAndCheck(model, w, { solver: 'optimize', objective: 'traffic', seed: 1, cluster: { nodes: 2, gpus: 2, extra: 0 } }, [2 ** 53 - 1, 10]);
+    for (const v of [r.evaluation.interNodeBytes, r.evaluation.intraNodeBytes, r.evaluation.timeSeconds, r.evaluation.balancedness]) expect(Number.isFinite(v)).toBe(true);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Per-token traces in the JSON-lines form
 
@@ -294,7 +329,7 @@ function arbTokenLine(model: Model, clean: boolean): fc.Arbitrary<TokenLine> {
       ),
       request: fc.oneof({ weight: 12, arbitrary: fc.integer({ min: 0, max: 3 }) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(-1, 0.5, 'r') }),
       rank: fc.oneof({ weight: 12, arbitrary: fc.integer({ min: -1, max: 3 }) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(-2, 1.5) }),
-      weight: fc.oneof({ weight: 12, arbitrary: fc.constantFrom<unknown>(0, 1, 2.5) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(-1, '1') }),
+      weight: fc.oneof({ weight: 12, arbitrary: fc.constantFrom<unknown>(0, 1, 2.5) }, { weight: 1, arbitrary: fc.constantFrom<unknown>(-1, '1', 1e39) }),
       stray: fc.oneof({ weight: 20, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constant(true) }),
     },
     { requiredKeys: ['experts'] },
@@ -310,7 +345,8 @@ function tokenProblem(t: TokenLine, model: Model): string | null {
   if (t.stray) return 'colour';
   if (t.request !== undefined && !(isInt(t.request) && t.request >= 0)) return 'request';
   if (t.rank !== undefined && !(isInt(t.rank) && t.rank >= -1)) return 'rank';
-  if (t.weight !== undefined && !(typeof t.weight === 'number' && Number.isFinite(t.weight) && t.weight >= 0)) return 'weight';
+  // Weights are stored as float32: 1e39 is a finite number but not a finite weight.
+  if (t.weight !== undefined && !(typeof t.weight === 'number' && Number.isFinite(Math.fround(t.weight)) && t.weight >= 0)) return 'weight';
   if (t.experts.length !== L) return 'experts';
   for (let l = 0; l < L; l++) {
     const ids = t.experts[l];
@@ -400,34 +436,45 @@ function arbCsvFile(model: Model): fc.Arbitrary<{ header: string | null; rows: C
   const E = model.experts;
   const token = fc.string({ unit: fc.constantFrom('a', 'b', ' ', ',', '"', '\n', 'é'), maxLength: 5 });
   const goodIds = fc.shuffledSubarray(Array.from({ length: E }, (_, e) => e), { minLength: k, maxLength: k });
+  // Built, not filtered (a filter that cannot pass would loop forever).
   const badIds = fc.oneof(
-    fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k, maxLength: k }).filter((a) => new Set(a).size < k), // duplicate
-    fc.array(fc.integer({ min: 0, max: E }), { minLength: k, maxLength: k }).filter((a) => a.includes(E)), // out of range
+    fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k - 1, maxLength: k - 1 }).map((a) => [a[0] ?? 0, ...a]), // duplicate (k >= 2 here)
+    fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k - 1, maxLength: k - 1 }).map((a) => [...a, E]), // out of range
     fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k + 1, maxLength: k + 1 }), // too wide
     fc.constantFrom<unknown[]>([-1], ['x'], [1.5]),
   );
+  /** `common` mostly, `odd` once in `1 + w` (never when clean). */
+  const mostly = <T>(clean: boolean, common: fc.Arbitrary<T>, odd: fc.Arbitrary<T>, w = 20): fc.Arbitrary<T> =>
+    clean ? common : fc.oneof({ weight: w, arbitrary: common }, { weight: 1, arbitrary: odd });
+  // Engine layer ids that are no MoE layer of the model (a dense one when there is one).
+  const dense = Array.from({ length: model.numHiddenLayers }, (_, i) => i).filter((i) => !model.moeLayerIds.includes(i));
+  const notMoe = [...dense.map(String), 'x', String(model.numHiddenLayers + 3)];
   const row = (l: number, batch: number, clean: boolean): fc.Arbitrary<CsvRow> =>
     fc
       .record({
         token,
-        ids: clean ? goodIds.map((a) => ({ a: a as unknown[], ok: true })) : fc.oneof({ weight: 6, arbitrary: goodIds.map((a) => ({ a: a as unknown[], ok: true })) }, { weight: 1, arbitrary: badIds.map((a) => ({ a, ok: false })) }),
-        layer: clean ? fc.constant<string | null>(null) : fc.oneof({ weight: 20, arbitrary: fc.constant<string | null>(null) }, { weight: 1, arbitrary: fc.constantFrom<string | null>('0', 'x', String(model.numHiddenLayers + 3)) }),
-        batch: clean ? fc.constant<string | null>(null) : fc.oneof({ weight: 20, arbitrary: fc.constant<string | null>(null) }, { weight: 1, arbitrary: fc.constantFrom<string | null>(String(batch + 1), '-1') }),
+        ids: mostly(clean, goodIds.map((a) => ({ a: a as unknown[], ok: true })), badIds.map((a) => ({ a, ok: false })), 6),
+        layer: mostly(clean, fc.constant<string | null>(null), fc.constantFrom<string | null>(...notMoe)),
+        batch: mostly(clean, fc.constant<string | null>(null), fc.constantFrom<string | null>(String(batch + 1), '-1')),
       })
-      .map(({ token: t, ids, layer, batch: b }) => {
-        // '0' is a MoE layer of models whose first engine layer is MoE: then the row is still valid.
-        const layerOk = layer === null || (layer === '0' && model.moeLayerIds[0] === 0 && l === 0);
-        return {
-          layer: layer ?? String(model.moeLayerIds[l]),
-          batch: b ?? String(batch),
-          token: t,
-          ids: `"[${ids.a.join(', ')}]"`,
-          ok: ids.ok && layerOk && b === null,
-          l,
-          parsed: ids.a as number[],
-        };
-      });
-  return fc.record({ T: fc.integer({ min: 1, max: 3 }), batch: fc.nat(5), clean: fc.boolean(), uneven: fc.oneof({ weight: 8, arbitrary: fc.constant(-1) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: L - 1 }) }), header: fc.oneof({ weight: 20, arbitrary: fc.constant(HEADER) }, { weight: 1, arbitrary: fc.constantFrom<string | null>(null, 'Layer ID,Batch Number,Text,Activated Expert IDs') }) }).chain(({ T, batch, clean, uneven, header }) =>
+      .map(({ token: t, ids, layer, batch: b }) => ({
+        layer: layer ?? String(model.moeLayerIds[l]),
+        batch: b ?? String(batch),
+        token: t,
+        ids: `"[${ids.a.join(', ')}]"`,
+        ok: ids.ok && layer === null && b === null,
+        l,
+        parsed: ids.a as number[],
+      }));
+  const file = fc.record({
+    T: fc.integer({ min: 1, max: 3 }),
+    batch: fc.nat(5),
+    clean: fc.boolean(),
+    // A layer with one row fewer than the others.
+    uneven: mostly(false, fc.constant(-1), fc.integer({ min: 0, max: L - 1 }), 8),
+    header: mostly(false, fc.constant<string | null>(HEADER), fc.constantFrom<string | null>(null, 'Layer ID,Batch Number,Text,Activated Expert IDs')),
+  });
+  return file.chain(({ T, batch, clean, uneven, header }) =>
     fc
       .tuple(...Array.from({ length: L }, (_, l) => fc.array(row(l, batch, clean), { minLength: l === uneven ? T - 1 : T, maxLength: l === uneven ? T - 1 : T })))
       .map((layers) => ({ header, rows: layers.flat(), batch })),
@@ -493,7 +540,7 @@ describe('per-request CSV trace folders against an oracle', () => {
       }),
       { seed: 606, numRuns: 40 },
     );
-    console.log("VALID", valid); expect(valid).toBeGreaterThanOrEqual(8);
+    expect(valid).toBeGreaterThanOrEqual(8);
   });
 });
 
@@ -512,10 +559,9 @@ function arbStep(model: Model, clean: boolean): fc.Arbitrary<Step> {
   const k = model.topK;
   const E = model.experts;
   const tok = fc.shuffledSubarray(Array.from({ length: E }, (_, e) => e), { minLength: k, maxLength: k });
-  const badTok = fc.oneof(
-    fc.array(fc.integer({ min: 0, max: E - 1 }), { minLength: k, maxLength: k }).filter((a) => new Set(a).size < k),
-    fc.constantFrom<unknown>([E, ...Array.from({ length: k - 1 }, () => 0)].slice(0, k), 'x', [0.5], []),
-  );
+  // (Built, not filtered: with k = 1 a filter for duplicates would never pass.)
+  const dup: unknown[] = k > 1 ? [0, 0, ...Array.from({ length: k - 2 }, (_, j) => j + 1)] : [E];
+  const badTok = fc.constantFrom<unknown>(dup, [E, ...Array.from({ length: k - 1 }, (_, j) => j)], 'x', [0.5], []);
   type Fault = 'none' | 'badToken' | 'missingLayer' | 'unevenLayer' | 'denseRouted' | 'badKey' | 'noTokens';
   const fault: fc.Arbitrary<Fault> = clean
     ? fc.constant('none')
@@ -577,7 +623,8 @@ describe('per-request JSON step traces against an oracle', () => {
           w = await loadWorkload(folder, model);
         } catch (err) {
           if (bad < 0) throw new Error(`expected a trace, got ${String(err)}`);
-          expectInputError(err, paths[bad]);
+          // `[]` first decides the folder's format from content: a counts matrix, not step traces.
+          expectInputError(err, bad === 0 && files[0].length === 0 ? folder : paths[bad]);
           return;
         }
         if (bad >= 0) throw new Error(`expected an error naming ${paths[bad]}`);
@@ -591,7 +638,7 @@ describe('per-request JSON step traces against an oracle', () => {
       }),
       { seed: 707, numRuns: 40 },
     );
-    console.log("VALID", valid); expect(valid).toBeGreaterThanOrEqual(8);
+    expect(valid).toBeGreaterThanOrEqual(8);
   });
 });
 
@@ -744,6 +791,84 @@ describe('binary traces: corrupted, truncated, garbage', () => {
         expectInputError(err, file);
       }
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Placement files: plans and engine files, mutated
+
+/** Paths to the number leaves (and all nodes) of a JSON value. */
+function jsonPaths(v: unknown, path: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
+  out.push(path);
+  if (Array.isArray(v)) v.forEach((x, i) => jsonPaths(x, [...path, i], out));
+  else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) jsonPaths(x, [...path, k], out);
+  return out;
+}
+
+describe('placement files (plan, sglang, eplb, trtllm, vllm-ascend) with random damage', () => {
+  it('a damaged file loads as a valid placement or is one InputError naming it', async () => {
+    const model = M_A;
+    const cluster = clusterFor(model, 2, 2, 1); // 2 x 2 GPUs x 2 slots: 8 slots for 4 experts
+    const trace = randomTrace(model, 60, 3, 4, false, false);
+    const workload: Workload = { kind: 'trace', trace, meta: { format: 'mpt' } };
+    const r = await plan({ model, cluster, workload, solver: 'eplb', seed: 1, workers: 1 });
+    const texts: Record<string, string> = { plan: stringifyPlan(r.plan) };
+    for (const f of ['sglang', 'eplb', 'trtllm', 'vllm-ascend'] as const) texts[f] = exportPlan(r.plan, f);
+    const arb = fc.record({
+      format: fc.constantFrom('plan', 'sglang', 'eplb', 'trtllm', 'vllm-ascend'),
+      damage: fc.oneof(
+        fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }) }),
+        fc.record({ kind: fc.constant('char' as const), at: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }), c: fc.constantFrom('0', '9', '-', 'x', ']', '"', ' ', '\n') }),
+        fc.record({
+          kind: fc.constant('value' as const),
+          at: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
+          value: fc.constantFrom<unknown>(-2, -1, 0, 3, 4, 8, 1e9, 1.5, 'x', null, [], {}),
+        }),
+        fc.record({ kind: fc.constant('delete' as const), at: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }) }),
+      ),
+    });
+    let loaded = 0;
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ format, damage }) => {
+        const text = texts[format];
+        let bad = text;
+        if (damage.kind === 'truncate') bad = text.slice(0, Math.floor(damage.at * text.length));
+        else if (damage.kind === 'char') {
+          const i = Math.floor(damage.at * text.length);
+          bad = text.slice(0, i) + damage.c + text.slice(i + 1);
+        } else if (format !== 'trtllm') {
+          // Tree damage: replace or delete one node of the JSON document (not the root).
+          const doc = JSON.parse(text) as unknown;
+          const paths = jsonPaths(doc).slice(1);
+          const path = paths[Math.floor(damage.at * paths.length)];
+          let parent = doc as Record<string | number, unknown>;
+          for (const key of path.slice(0, -1)) parent = parent[key] as Record<string | number, unknown>;
+          const last = path[path.length - 1];
+          if (damage.kind === 'value') parent[last] = damage.value;
+          else if (Array.isArray(parent)) parent.splice(last as number, 1);
+          else delete parent[last];
+          bad = JSON.stringify(doc);
+        }
+        const file = fresh(format === 'trtllm' ? '.yaml' : '.json');
+        writeFileSync(file, bad);
+        let got;
+        try {
+          got = loadPlacement(file, format === 'plan' ? {} : { model, cluster });
+        } catch (err) {
+          expectInputError(err, file);
+          return;
+        }
+        loaded++;
+        // Whatever loads is a placement the evaluator can score.
+        validatePlacement(got.placement, file, false);
+        const ev = evaluatePlan({ model: got.model, cluster: got.cluster, placement: got.placement, workload });
+        expect(Number.isFinite(ev.evaluation.maxLoad)).toBe(true);
+        // A cut JSON document never loads.
+        if (damage.kind === 'truncate' && format !== 'trtllm' && bad.trim() !== text.trim()) throw new Error(`a truncated ${format} file loaded: ${JSON.stringify(bad.slice(-40))}`);
+      }),
+      { seed: 808, numRuns: 80 },
+    );
+    expect(loaded).toBeGreaterThanOrEqual(5);
   });
 });
 
@@ -915,5 +1040,104 @@ describe('the CLI (main in-process) on random flags', () => {
     );
     expect(ok).toBeGreaterThanOrEqual(10);
     expect(failed).toBeGreaterThanOrEqual(20);
+  });
+
+  /** The run's outcome against its oracle: exit 0, or exit 2 with lines naming one of `culprits`, and no `out`. */
+  function expectOutcome(r: Captured, argv: string[], valid: boolean, culprits: string[], out: string): void {
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
+    if (valid) {
+      if (r.code !== 0) throw new Error(`expected success for ${argv.join(' ')}\n${r.stderr}`);
+      return;
+    }
+    if (r.code !== 2) throw new Error(`expected exit 2 for ${argv.join(' ')}, got ${r.code}\n${r.stderr}`);
+    expect(r.stdout).toBe('');
+    expect(existsSync(out)).toBe(false);
+    const lines = r.stderr.trimEnd().split('\n');
+    for (const line of lines) expect(line).toMatch(/^moe-placer: \S/);
+    if (!lines[0].includes('missing --')) expect(lines).toHaveLength(1);
+    if (!culprits.some((c) => lines[0].includes(c))) throw new Error(`${JSON.stringify(lines[0])} names none of ${JSON.stringify(culprits)} (argv ${argv.join(' ')})`);
+  }
+
+  it('generate and export: the same contract on their flags', async () => {
+    const p = (name: string): string => join(dir, name);
+    const planFile = p('for-export.plan.json');
+    expect(await runMain(['plan', '--model', p('model.json'), '--cluster', 'tiny-2x2', '--workload', p('trace.mpt'), '--solver', 'eplb', '--workers', '1', '--out', planFile]).then((r) => r.code)).toBe(0);
+    const pick = <T>(good: T[], bad: T[]): fc.Arbitrary<{ v: T; ok: boolean }> =>
+      fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...good).map((v) => ({ v, ok: true })) }, { weight: 1, arbitrary: fc.constantFrom(...bad).map((v) => ({ v, ok: false })) });
+    const gen = fc.record({
+      cmd: fc.constant('generate' as const),
+      model: pick([p('model.json')], [p('model-topk.json'), 'no-such-model']),
+      tokens: pick(['1', '40'], ['0', '-3', 'x', '1e2']),
+      requests: fc.option(pick(['1', '2'], ['0', 'x']), { nil: undefined }),
+      seed: fc.option(pick(['0', '9'], ['-1', 'y']), { nil: undefined }),
+      ext: pick(['.mpt', '.jsonl', '.mpt.gz', '.jsonl.gz'], ['/no/such/dir/t.mpt']),
+    });
+    const exp = fc.record({
+      cmd: fc.constant('export' as const),
+      plan: pick([planFile], [p('trace.mpt'), p('missing.plan.json')]),
+      format: pick(['sglang', 'eplb', 'trtllm', 'vllm-ascend', 'traffic-csv'], ['csv', 'SGLang', '']),
+      workload: fc.option(pick([p('trace.mpt')], [p('trace-trunc.gz')]), { nil: undefined }),
+      mode: fc.option(pick(['normal', 'low-latency'], ['fast']), { nil: undefined }),
+    });
+    let ok = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(gen, exp), async (c) => {
+        const culprits: string[] = [];
+        let valid = true;
+        const use = (flag: string, x: { v: string; ok: boolean } | undefined, argv: string[]): void => {
+          if (x === undefined) return;
+          argv.push(`--${flag}`, x.v);
+          if (!x.ok) {
+            valid = false;
+            culprits.push(`--${flag}`);
+            if (x.v !== '') culprits.push(x.v);
+          }
+        };
+        let argv: string[];
+        let out: string;
+        if (c.cmd === 'generate') {
+          out = c.ext.ok ? fresh(c.ext.v) : c.ext.v;
+          argv = ['generate', '--out', out];
+          if (!c.ext.ok) {
+            valid = false;
+            culprits.push('--out');
+          }
+          use('model', c.model, argv);
+          use('tokens', c.tokens, argv);
+          use('requests', c.requests, argv);
+          use('seed', c.seed, argv);
+          if (c.tokens.ok && c.requests?.ok && Number(c.requests.v) > Number(c.tokens.v)) {
+            valid = false;
+            culprits.push('--requests');
+          }
+        } else {
+          out = fresh('.out');
+          argv = ['export', '--out', out];
+          use('plan', c.plan, argv);
+          use('format', c.format, argv);
+          use('workload', c.workload, argv);
+          use('mode', c.mode, argv);
+          // traffic-csv needs a workload; the other formats take neither a workload nor a mode.
+          const csv = c.format.v === 'traffic-csv';
+          if (c.format.ok && ((csv && c.workload === undefined) || (!csv && (c.workload !== undefined || c.mode !== undefined)))) {
+            valid = false;
+            culprits.push('--workload', '--mode');
+          }
+        }
+        const r = await runMain(argv);
+        expectOutcome(r, argv, valid, culprits, out);
+        if (!valid) return;
+        ok++;
+        if (c.cmd === 'generate') {
+          const w = await loadWorkload(out, M_A);
+          expect(w.kind === 'trace' && w.trace.numTokens).toBe(Number(c.tokens.v));
+        } else {
+          expect(readFileSync(out, 'utf8').length).toBeGreaterThan(0);
+        }
+      }),
+      { seed: 909, numRuns: 40 },
+    );
+    expect(ok).toBeGreaterThanOrEqual(8);
   });
 });

@@ -144,14 +144,14 @@ describe('worker faults (--workers 2)', () => {
   });
 });
 
-describe('bad workloads through the binary: exit 2, one line naming the file, no output file', () => {
+describe.concurrent('bad workloads through the binary: exit 2, one line naming the file, no output file', () => {
   const cases: { name: string; file: string; bytes: () => Buffer }[] = [
     { name: 'truncated gzip', file: 'cut.mpt.gz', bytes: () => gzipSync(readFileSync(p('trace.mpt'))).subarray(0, 300) },
     { name: 'random bytes', file: 'noise.bin', bytes: () => Buffer.from(Array.from({ length: 256 }, (_, i) => (i * 113 + 7) % 256)) },
     // 4 layer rows: the model has 3 engine layers, 2 of them MoE.
     { name: 'counts of another model', file: 'rows.csv', bytes: () => Buffer.from('1,2,3,4,5,6,7,8\n'.repeat(4)) },
   ];
-  it.for(cases.map((c) => [c.name, c] as const))('%s', async ([, c]) => {
+  it.for(cases.map((c) => [c.name, c] as const))('%s', async ([, c], { expect }) => {
     writeFileSync(p(c.file), c.bytes());
     const out = p(`bad-${c.file}.json`);
     const r = await runCli(['plan', '--model', p('model.json'), '--cluster', p('cluster.json'), '--workload', p(c.file), '--workers', '1', '--out', out]);

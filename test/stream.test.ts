@@ -12,6 +12,7 @@ import { Rng } from '../src/rng.js';
 import type { Model } from '../src/schemas.js';
 import { makeShape, type Placement, type Trace, type WorkloadIndex } from '../src/types.js';
 import { indexWorkload } from '../src/workload/indexer.js';
+import { expertLoadsOfLayer } from '../src/workload/tokens.js';
 import { mptHeaderOf, readTrace, writeTrace } from '../src/workload/index.js';
 import { isLargeTrace, MptWriter, streamIndex, workloadOfIndex } from '../src/workload/stream.js';
 import { toyCluster, toyModel } from './cost-helpers.js';
@@ -279,6 +280,7 @@ describe('evaluateStream', () => {
         const s = await evaluateStream({ path, model, cluster, placement, options, trafficMatrix: true });
         expectSameEvaluation(s, e);
         expect(s.numTokens).toBe(1500);
+        s.expertLoads.forEach((row, l) => expect(arr(row)).toEqual(arr(expertLoadsOfLayer(workload, l))));
         expect(s.meta.path).toBe(path);
       }
     }

@@ -32,8 +32,22 @@ export interface EvaluateStreamArgs {
 export interface StreamEvaluation extends Evaluation {
   /** Tokens T of the trace. */
   numTokens: number;
+  /**
+   * [L][E] routed weight per logical expert (the trace's per-layer counts), e.g. for the max-load
+   * lower bounds: `layerMaxLoadBounds(countsWorkloadOf(ev.expertLoads, ev.meta), shape)`.
+   */
+  expertLoads: Float64Array[];
   /** The trace's meta (format `mpt`, path, sha256 digest of its bytes, notes). */
   meta: WorkloadMeta;
+}
+
+/** Add the weighted (token, expert) pairs of `ts` to `out [E]`. */
+function addExpertLoads(ts: TokenSets, out: Float64Array): void {
+  const { n, k, experts, weight } = ts;
+  for (let t = 0; t < n; t++) {
+    const w = weight[t];
+    for (let j = 0; j < k; j++) out[experts[t * k + j]] += w;
+  }
 }
 
 function checkShapes(model: Model, cluster: Cluster, placement: Placement, file: string): void {
@@ -76,6 +90,7 @@ export async function evaluateStream(args: EvaluateStreamArgs): Promise<StreamEv
     accumulateLayer(acc, empty, placement.phy2log[l], dispatch[l], E, opts.mode); // checks the tables up front
     accs.push(acc);
   }
+  const expertLoads = Array.from({ length: L }, () => new Float64Array(E));
   const scratch = new ChunkScratch();
   const info = await forEachMptChunk(
     path,
@@ -86,6 +101,7 @@ export async function evaluateStream(args: EvaluateStreamArgs): Promise<StreamEv
       for (let l = 0; l < L; l++) {
         ts.experts = chunk.experts[l];
         accumulateLayer(accs[l], ts, placement.phy2log[l], dispatch[l], E, opts.mode);
+        addExpertLoads(ts, expertLoads[l]);
       }
     },
     { onProgress: args.onProgress },
@@ -134,6 +150,7 @@ export async function evaluateStream(args: EvaluateStreamArgs): Promise<StreamEv
     timeSeconds,
     loads,
     numTokens: info.numTokens,
+    expertLoads,
     meta: info.meta,
   };
   if (withMatrix) out.trafficMatrix = matrices;

@@ -167,7 +167,7 @@ function balanceLayout(E: number, shape: Shape, lv: LoadVectors): Layout {
   const dispatch = new Int32Array(NG * E).fill(-1);
   const gpus = Int32Array.from({ length: NG }, (_, g) => g);
   const scale = lv.mean.map((m) => (m > 0 ? 1 / m : 0));
-  const r = packGroup(ex, chunks, gpus, shape.slotsPerGpu, E, scale, phy2log, dispatch);
+  const r = packGroup(ex, chunks, gpus, shape.slotsPerGpu, E, scale, phy2log, dispatch, shape.gpusPerNode);
   return { phy2log, dispatch, maxLoad: r.maxLoad };
 }
 
@@ -193,7 +193,7 @@ function packNodes(st: NodeState, E: number, shape: Shape, lv: LoadVectors, caps
       lv,
     );
     const gpus = Int32Array.from({ length: G }, (_, i) => m * G + i);
-    const r = packGroup(ex, chunks, gpus, S, E, scale, phy2log, dispatch);
+    const r = packGroup(ex, chunks, gpus, S, E, scale, phy2log, dispatch, G);
     maxLoad = Math.max(maxLoad, r.maxLoad);
   }
   return { phy2log, dispatch, maxLoad };

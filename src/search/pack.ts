@@ -34,6 +34,8 @@ export interface PackResult {
  * Requires m <= g*S. Replicas of one expert go to distinct GPUs while that is possible.
  *
  * @param scale [D] weight of each load dimension (D = scale.length).
+ * @param gpusPerNode when > 0, a last pass moves chunks to a replica on their source GPU, else on
+ *   its node, wherever that keeps every GPU at or below the largest height (locality for free).
  * @param maxIters bound on refinement moves.
  */
 export function packGroup(
@@ -45,6 +47,7 @@ export function packGroup(
   scale: Float64Array,
   phy2log: Int32Array,
   dispatch: Int32Array,
+  gpusPerNode = 0,
   maxIters = 20000,
 ): PackResult {
   const m = ex.length;
@@ -277,6 +280,30 @@ export function packGroup(
       repGpu[a1] = hb;
       addTo(ha, repLoad, a1 * D, -1);
       addTo(hb, repLoad, a1 * D, 1);
+    }
+  }
+
+  // 5. Locality: a chunk served off its source GPU (or node) moves to a replica there when the
+  // target stays at or below the largest height, so balance is unchanged and traffic drops.
+  if (gpusPerNode > 0) {
+    let top = 0;
+    for (let h = 0; h < g; h++) top = Math.max(top, height(h));
+    const rank = (src: number, h: number): number => (gpus[h] === src ? 2 : Math.floor(gpus[h] / gpusPerNode) === Math.floor(src / gpusPerNode) ? 1 : 0);
+    for (let c = 0; c < C; c++) {
+      const x = chunkExp[c];
+      const r1 = chunkRep[c];
+      const here = rank(chunks.src[c], repGpu[r1]);
+      if (here === 2 || repStart[x + 1] - repStart[x] < 2) continue;
+      let best = -1;
+      let bestRank = here;
+      for (let r = repStart[x]; r < repStart[x + 1]; r++) {
+        const k = rank(chunks.src[c], repGpu[r]);
+        if (k > bestRank && heightWith(repGpu[r], cl, c * D, 1, cl, 0, 0) <= top * (1 + 1e-12)) {
+          best = r;
+          bestRank = k;
+        }
+      }
+      if (best >= 0) moveChunk(c, r1, best);
     }
   }
 

@@ -60,7 +60,10 @@ export function mapRowsToMoeLayers(
     }
   }
   let picked: Float64Array[];
+  /** Row of `rows` behind MoE layer l (for messages). */
+  let rowOf = (l: number): number => l;
   if (rows.length === model.numHiddenLayers) {
+    rowOf = (l) => model.moeLayerIds[l];
     const isMoe = new Uint8Array(rows.length);
     for (const id of model.moeLayerIds) isMoe[id] = 1;
     const dropped: number[] = [];
@@ -96,6 +99,11 @@ export function mapRowsToMoeLayers(
   for (let l = 0; l < L; l++) {
     let t = 0;
     for (let e = 0; e < E; e++) t += picked[l][e];
+    // Finite counts can still add up to Infinity (or near it): the cost model multiplies them by
+    // bytes per token, so totals are held to the range of exact integers.
+    if (!(t <= Number.MAX_SAFE_INTEGER)) {
+      throw new InputError(`counts of this layer add up to ${t}, more than 2^53 - 1: not token counts`, { file, ...rowLoc(rowOf(l)) });
+    }
     if (t < minT) [minT, minL] = [t, l];
     if (t > maxT) [maxT, maxL] = [t, l];
   }

@@ -391,6 +391,9 @@ export class MptParser {
   }
 }
 
+/** Largest finite float32 (weights are stored as float32). */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 /** Keys of a JSON-lines token. */
 const JSONL_KEYS = new Set(['request', 'rank', 'weight', 'experts']);
 
@@ -456,6 +459,8 @@ export class MptJsonlParser {
     if (rec.weight !== undefined) {
       const w = rec.weight;
       if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) fail(`must be a finite non-negative number, got ${JSON.stringify(w)}`, 'weight');
+      // Weights are stored as float32: a larger number would become Infinity.
+      if (!Number.isFinite(Math.fround(w as number))) fail(`${w} exceeds the largest float32 weight (${FLOAT32_MAX})`, 'weight');
       if (!b.weight) b.enableWeight();
       b.weight![t] = w as number;
     } else if (b.weight) {

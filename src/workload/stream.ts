@@ -27,7 +27,6 @@ import type { LayerIndex, TokenSets, Trace, Workload, WorkloadIndex, WorkloadMet
 import { DEFAULT_INDEX, type IndexOptions } from './indexer.js';
 import { fsError, peekContent, readContent, ReadContext } from './io.js';
 import { checkTrace, MPT_MAGIC, mptChunkBytes, mptEndBytes, MptParser, mptPrefixBytes, type MptChunk, type MptHeader } from './mpt.js';
-import { compressTokenSets } from './tokens.js';
 
 export type { MptChunk } from './mpt.js';
 
@@ -464,16 +463,19 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
   const layers: LayerIndex[] = [];
   let order: Int32Array | null = null;
   for (let l = 0; l < L; l++) {
-    const table = tables[l];
-    if (table.alive) {
-      layers.push({ expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets: table.sets(), sampled: false });
+    if (tables[l].alive) {
+      layers.push({ expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets: tables[l].sets(), sampled: false });
       continue;
     }
     order ??= reservoir.order();
-    const sets = compressTokenSets(reservoir.layerSets(l, order));
-    let kept = 0;
-    for (let i = 0; i < sets.n; i++) kept += sets.weight[i];
-    const scale = kept > 0 ? total / kept : 0;
+    // compressTokenSets of the kept tokens (SetTable gives the same sets, ids insertion-sorted)
+    const kept = reservoir.layerSets(l, order);
+    const table = new SetTable(k, Math.max(1, kept.n));
+    table.add(kept.experts, kept.source, kept.weight, kept.n);
+    const sets = table.sets();
+    let keptWeight = 0;
+    for (let i = 0; i < sets.n; i++) keptWeight += sets.weight[i];
+    const scale = keptWeight > 0 ? total / keptWeight : 0;
     for (let i = 0; i < sets.n; i++) sets.weight[i] *= scale;
     layers.push({ expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets, sampled: true });
   }
@@ -499,11 +501,22 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
  * `evaluate` it (that would estimate traffic from counts): use `evaluateStream` on the file.
  */
 export function workloadOfIndex(index: StreamedIndex): Workload {
-  const layers = index.layers;
+  return countsWorkloadOf(
+    index.layers.map((x) => x.expertLoad),
+    index.meta,
+  );
+}
+
+/**
+ * A counts workload of per-layer expert loads `[L][E]` (shared, not copied) with `meta` (copied):
+ * the stand-in for a streamed trace (see `workloadOfIndex`; `evaluateStream` returns the loads as
+ * `expertLoads`).
+ */
+export function countsWorkloadOf(expertLoads: Float64Array[], meta: WorkloadMeta): Workload {
   return {
     kind: 'counts',
-    counts: { numLayers: layers.length, numExperts: layers.length > 0 ? layers[0].expertLoad.length : 0, counts: layers.map((x) => x.expertLoad) },
-    meta: { ...index.meta, notes: [...(index.meta.notes ?? [])] },
+    counts: { numLayers: expertLoads.length, numExperts: expertLoads.length > 0 ? expertLoads[0].length : 0, counts: expertLoads },
+    meta: { ...meta, notes: [...(meta.notes ?? [])] },
   };
 }
 
