@@ -92,7 +92,7 @@ export function workerPath(): string {
 
 async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ results: (LayerResult | null)[]; interrupted: boolean }> {
   const results: (LayerResult | null)[] = new Array(tasks.length).fill(null);
-  const workers = Math.max(1, input.workers ?? 1);
+  const workers = Math.max(1, Math.min(input.workers ?? 1, tasks.length));
   let done = 0;
   const report = (r: LayerResult): void => {
     done++;
@@ -111,6 +111,7 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
   const pool = new Piscina({ filename: workerPath(), minThreads: workers, maxThreads: workers, idleTimeout: 1000 });
   const abort = new AbortController();
   setMaxListeners(0, abort.signal);
+  let failed = false;
   const onAbort = (): void => abort.abort();
   input.signal?.addEventListener('abort', onAbort);
   try {
@@ -123,11 +124,12 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
         results[t.layer] = r;
         report(r);
       } catch (err) {
-        if (abort.signal.aborted) return;
+        if (abort.signal.aborted || failed) return;
         if (attempt === 0) {
           input.onProgress?.({ stage: `worker failed on layer ${t.layer} (seed ${t.seed}): ${(err as Error)?.message ?? err}; retrying` });
           return runOne(t, 1);
         }
+        failed = true;
         throw new SolverError(`worker failed on layer ${t.layer} (seed ${t.seed}) twice: ${(err as Error)?.message ?? err}`, { layer: t.layer, seed: t.seed });
       }
     };
@@ -143,9 +145,13 @@ export async function optimize(input: SolveInput, opts: OptimizeOptions = {}): P
   const started = Date.now();
   const tasks = buildLayerTasks(input, opts);
   if (input.timeLimitSeconds !== undefined) {
-    // Leave a margin for assembly and evaluation; every layer search stops at the deadline.
-    const deadline = started + input.timeLimitSeconds * 1000 * 0.85;
-    for (const t of tasks) t.deadline = deadline;
+    // The budget (less a margin for indexing, assembly and evaluation) is spread over the layers
+    // in the order the workers take them; a layer whose deadline has passed keeps its balanced
+    // layout, a search stops at its layer's deadline.
+    const budget = input.timeLimitSeconds * 1000 * 0.8 - (Date.now() - started);
+    const workers = Math.max(1, Math.min(input.workers ?? 1, tasks.length));
+    const rounds = Math.ceil(tasks.length / workers);
+    for (const t of tasks) t.deadline = started + Math.max(0, budget) * ((Math.floor(t.layer / workers) + 1) / rounds);
   }
   input.onProgress?.({ stage: 'index', fraction: 0 });
   const { results, interrupted } = await runTasks(tasks, input);

@@ -299,7 +299,8 @@ export function solveLayer(task: LayerTask): LayerResult {
   const candidates: LayerCandidate[] = [score('balance', balanced, [balancedMax, balancedMax])];
   let proposals = 0;
 
-  if (task.objective !== 'balance' && shape.nodes > 1) {
+  const late = task.deadline !== undefined && Date.now() >= task.deadline;
+  if (task.objective !== 'balance' && shape.nodes > 1 && !late) {
     const rng = new Rng(task.seed);
     const G = shape.gpusPerNode;
     const { setSrc, setW, setEx } = nodeSets(tokens, G, task.maxSearchSets, rng.fork(99));
