@@ -50,7 +50,14 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
   const E = model.experts;
   const needSets = input.objective !== 'balance' && shape.nodes > 1;
   const index =
-    input.index ?? indexWorkload(input.workload, model.topK, shape.numGpus, { ...opts, seed: input.seed, sampleTokens: needSets ? opts.sampleTokens : 0 });
+    input.index ??
+    indexWorkload(input.workload, model.topK, shape.numGpus, {
+      ...opts,
+      seed: input.seed,
+      // The balance objective needs loads only, not the token hypergraph.
+      sampleTokens: needSets ? opts.sampleTokens : 0,
+      maxSets: needSets ? opts.maxSets : 0,
+    });
   if (index.numGpus !== shape.numGpus) throw new SolverError(`workload index made for ${index.numGpus} GPUs, cluster has ${shape.numGpus}`);
   return index.layers.map((li, l) => ({
     layer: l,

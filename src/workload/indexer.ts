@@ -13,7 +13,7 @@ export interface IndexOptions {
   samples?: number;
   /** Tokens drawn per layer for counts-only workloads; default 16384 (0 = no sets). */
   sampleTokens?: number;
-  /** At most this many compressed sets per layer are kept (a seeded uniform sample beyond). */
+  /** At most this many compressed sets per layer are kept (a seeded uniform sample beyond); 0 = none. */
   maxSets?: number;
   seed?: number;
 }
@@ -54,7 +54,8 @@ export function indexWorkload(workload: Workload, topK: number, numGpus: number,
         if (B > 0) sampleLoad[(r % B) * E + e] += w;
       }
     }
-    const { sets, sampled } = capSets(compressTokenSets(tokenSetsOfLayer(tr, l, numGpus)), maxSets, new Rng(deriveSeed(seed, l, 2)));
+    const { sets, sampled } =
+      maxSets > 0 ? capSets(compressTokenSets(tokenSetsOfLayer(tr, l, numGpus)), maxSets, new Rng(deriveSeed(seed, l, 2))) : { sets: emptySets(k), sampled: true };
     layers.push({ expertLoad, sampleLoad, sets, sampled });
   }
   return { numGpus, samples: B, estimated: false, layers };
