@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { getSolver } from '../solvers/registry.js';
 import type { SolveProgress, SolveResult } from '../solvers/types.js';
 import { maxLoadLowerBound } from './bounds.js';
-import { evaluate, type Evaluation } from './cost.js';
+import { evaluate, evaluateStream, type Evaluation } from './cost.js';
 import { InfeasibleError, InputError, SolverError } from './errors.js';
 import { EXPORT_FORMATS, exportPlan, isExportFormat, type ExportFormat } from './formats/export.js';
 import { detectImportFormat, importPlacement, type ImportFormat } from './formats/import.js';
@@ -28,6 +28,7 @@ import { buildPlanFile, parseJsonText, readPlanFile, relativeGap, shapeOfCluster
 import { ModeSchema, ObjectiveSchema } from './schemas.js';
 import type { Cluster, CostOptionsInput, Mode, Model, Objective, PlanFile } from './schemas.js';
 import type { Placement, Shape, Workload } from './types.js';
+import type { StreamedIndex } from './workload/stream.js';
 import { expertLoadsOfLayer } from './workload/tokens.js';
 
 export const TOOL_NAME = 'moe-placer';
@@ -223,6 +224,12 @@ export interface PlanArgs {
   onProgress?: (p: SolveProgress) => void;
   /** Aborting stops the search; the best plan so far is returned marked interrupted. */
   signal?: AbortSignal;
+  /**
+   * A trace too large to load, indexed by `streamIndex` (built with the same seed): the solver
+   * works on it, `workload` is its stand-in (`workloadOfIndex`), and the plan is evaluated by
+   * streaming the trace file again.
+   */
+  index?: StreamedIndex;
 }
 
 export interface PlanOutcome {
@@ -274,6 +281,7 @@ export async function plan(args: PlanArgs): Promise<PlanOutcome> {
     cluster,
     shape,
     workload,
+    index: args.index,
     objective,
     mode,
     seed,
@@ -292,7 +300,9 @@ export async function plan(args: PlanArgs): Promise<PlanOutcome> {
   }
   const costOptions: CostOptionsInput = { ...args.costOptions, mode };
   args.onProgress?.({ stage: 'evaluate', fraction: 0 });
-  const evaluation = evaluate({ model, cluster, placement, workload, options: costOptions });
+  const evaluation = args.index?.meta.path
+    ? await evaluateStream({ path: args.index.meta.path, model, cluster, placement, options: costOptions })
+    : evaluate({ model, cluster, placement, workload, options: costOptions });
   const layerBounds = layerMaxLoadBounds(workload, shape);
   let bound = 0;
   for (const b of layerBounds) bound = Math.max(bound, b);

@@ -18,6 +18,7 @@ import {
   checkFeasibility,
   evaluatePlan,
   exportPlanFile,
+  layerMaxLoadBounds,
   loadPlacement,
   metricsReport,
   plan as planApi,
@@ -36,6 +37,8 @@ import { CLUSTER_PRESETS, GPU_PRESETS, MODEL_PRESETS, resolveCluster, resolveGpu
 import { ModeSchema, ModelSchema, ObjectiveSchema, type Cluster, type Mode, type Model, type Objective } from './schemas.js';
 import type { Counts, Workload } from './types.js';
 import { loadWorkload, writeTrace } from './workload/index.js';
+import { countsWorkloadOf, isLargeTrace, streamIndex, workloadOfIndex, type StreamedIndex } from './workload/stream.js';
+import { evaluateStream, type Evaluation } from './cost.js';
 import { countsOfTrace, filterRequests } from './workload/tokens.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -288,7 +291,16 @@ const runPlan: Runner = async (f, ctx) => {
   const { signal, dispose } = interruptible(ctx, `the best plan so far will be written to ${out}`);
   try {
     const workloadPath = f.workload as string;
-    const workload = await loadWorkloadFlag(workloadPath, model, ctx);
+    // A trace too large to load is indexed in one streamed pass (bounded memory).
+    let index: StreamedIndex | undefined;
+    if (await isLargeTrace(workloadPath, { maxBytes: streamThreshold() })) {
+      index = await streamIndex(workloadPath, model, cluster.nodes * cluster.gpusPerNode, {
+        seed: (f.seed as number | undefined) ?? 0,
+        onProgress: (read, total) => ctx.progress.update(`indexing ${workloadPath}`, total > 0 ? read / total : undefined),
+      });
+      ctx.progress.clear();
+    }
+    const workload = index ? workloadOfIndex(index) : await loadWorkloadFlag(workloadPath, model, ctx);
     if (signal.aborted) {
       ctx.progress.note('interrupted before planning: no plan written');
       return 130;
@@ -306,6 +318,7 @@ const runPlan: Runner = async (f, ctx) => {
       eps: f.eps as number | undefined,
       onProgress: solverProgress(ctx, solver),
       signal,
+      index,
     });
     ctx.progress.clear();
     writePlanFile(out, r.plan);
@@ -364,10 +377,26 @@ const runEvaluate: Runner = async (f, ctx) => {
   const loaded = loadPlanFlags(f);
   const { model, cluster, placement } = loaded;
   const workloadPath = f.workload as string;
-  const workload = await loadWorkloadFlag(workloadPath, model, ctx);
   const mode = (f.mode as Mode | undefined) ?? loaded.plan.metrics?.mode ?? 'normal';
-  ctx.progress.update('evaluate');
-  const r = evaluatePlan({ model, cluster, placement, workload, mode });
+  let r: { evaluation: Evaluation; layerBounds: Float64Array };
+  let workload: Workload;
+  if (await isLargeTrace(workloadPath, { maxBytes: streamThreshold() })) {
+    // Streamed: the trace is never held whole; bounds come from its exact expert loads.
+    const ev = await evaluateStream({
+      path: workloadPath,
+      model,
+      cluster,
+      placement,
+      options: { mode },
+      onProgress: (read, total) => ctx.progress.update(`evaluating ${workloadPath}`, total > 0 ? read / total : undefined),
+    });
+    workload = countsWorkloadOf(ev.expertLoads, ev.meta);
+    r = { evaluation: ev, layerBounds: layerMaxLoadBounds(workload, placement.shape) };
+  } else {
+    workload = await loadWorkloadFlag(workloadPath, model, ctx);
+    ctx.progress.update('evaluate');
+    r = evaluatePlan({ model, cluster, placement, workload, mode });
+  }
   ctx.progress.clear();
   const report = metricsReport(r.evaluation, r.layerBounds, model);
   const planPath = f.plan as string;
@@ -764,4 +793,10 @@ function unknownCommand(cmd: string): InputError {
   return new InputError(
     `unknown command ${JSON.stringify(cmd)}${near ? `; did you mean ${near}?` : ''} (commands: ${names.join(', ')}; see moe-placer help)`,
   );
+}
+
+/** Traces whose in-memory form exceeds this many bytes are streamed (env MOE_PLACER_STREAM_BYTES). */
+function streamThreshold(): number | undefined {
+  const v = Number(process.env.MOE_PLACER_STREAM_BYTES);
+  return Number.isFinite(v) && v > 0 ? v : undefined;
 }

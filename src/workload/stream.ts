@@ -383,9 +383,7 @@ function addLoads(ids: Uint16Array, n: number, k: number, w: Float64Array, rows:
  * the row of sample r mod B, as `indexWorkload` adds them.
  * Keep in step with indexer.ts (test/stream.test.ts compares the two).
  */
-function sampleRows(numRequests: number, numGpus: number, numExperts: number, B: number, seed: number): Int32Array {
-  void numGpus;
-  void seed;
+function sampleRows(numRequests: number, numExperts: number, B: number): Int32Array {
   const out = new Int32Array(numRequests).fill(-1);
   if (B === 0) return out;
   for (let r = 0; r < numRequests; r++) out[r] = (r % B) * numExperts;
@@ -441,7 +439,7 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
     model,
     (chunk, header) => {
       const n = chunk.n;
-      rowOfRequest ??= sampleRows(header.numRequests, NG, E, B, seed);
+      rowOfRequest ??= sampleRows(header.numRequests, E, B);
       scratch.fill(chunk, NG);
       const src = scratch.source;
       const wt = scratch.weight;
