@@ -5,7 +5,7 @@ import { InputError } from '../errors.js';
 import { dispatchOf } from '../placement.js';
 import { deriveSeed, Rng } from '../rng.js';
 import { CostOptionsSchema } from '../schemas.js';
-import type { Cluster, CostOptions, CostOptionsInput, Model } from '../schemas.js';
+import type { Cluster, CostOptions, CostOptionsInput, Mode, Model } from '../schemas.js';
 import type { Placement, TokenSets, Workload } from '../types.js';
 import { sampleTokensFromCounts } from '../workload/sample.js';
 import { tokenSetsOfLayer } from '../workload/tokens.js';
@@ -96,6 +96,17 @@ export function evaluate(args: {
     if (withMatrix) matrices.push(trafficMatrixOf(acc, model));
   }
 
+  const out = totalsOf(perLayer, loads, workload.kind === 'counts', opts.mode);
+  if (withMatrix) out.trafficMatrix = matrices;
+  return out;
+}
+
+/**
+ * The whole-run figures of per-layer metrics: bytes and time summed, maxLoad the largest, meanLoad,
+ * balancedness and maxOverMean means over layers, remoteNodesPerToken weighted by tokens.
+ */
+export function totalsOf(perLayer: LayerMetrics[], loads: Float64Array[], estimated: boolean, mode: Mode): Evaluation {
+  const L = perLayer.length;
   let interNodeBytes = 0;
   let intraNodeBytes = 0;
   let maxLoad = 0;
@@ -116,9 +127,9 @@ export function evaluate(args: {
     tokens += m.tokens;
     timeSeconds += m.timeSeconds;
   }
-  const out: Evaluation = {
-    estimated: workload.kind === 'counts',
-    mode: opts.mode,
+  return {
+    estimated,
+    mode,
     perLayer,
     interNodeBytes,
     intraNodeBytes,
@@ -130,6 +141,4 @@ export function evaluate(args: {
     timeSeconds,
     loads,
   };
-  if (withMatrix) out.trafficMatrix = matrices;
-  return out;
 }

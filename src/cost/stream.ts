@@ -12,7 +12,7 @@ import type { Cluster, CostOptionsInput, Model } from '../schemas.js';
 import type { Placement, TokenSets, WorkloadMeta } from '../types.js';
 import { ChunkScratch, forEachMptChunk, type ByteProgress } from '../workload/stream.js';
 import { accumulateLayer, LayerAccumulator } from './accumulator.js';
-import { parseCostOptions } from './evaluate.js';
+import { parseCostOptions, totalsOf } from './evaluate.js';
 import { finishLayer, trafficMatrixOf, type Evaluation, type LayerMetrics } from './metrics.js';
 
 export interface EvaluateStreamArgs {
@@ -115,44 +115,7 @@ export async function evaluateStream(args: EvaluateStreamArgs): Promise<StreamEv
     loads.push(accs[l].load.slice());
     if (withMatrix) matrices.push(trafficMatrixOf(accs[l], model));
   }
-  // Totals over layers, as `evaluate` forms them.
-  let interNodeBytes = 0;
-  let intraNodeBytes = 0;
-  let maxLoad = 0;
-  let meanLoad = 0;
-  let balancedness = 0;
-  let maxOverMean = 0;
-  let remote = 0;
-  let tokens = 0;
-  let timeSeconds = 0;
-  for (const m of perLayer) {
-    interNodeBytes += m.interNodeBytes;
-    intraNodeBytes += m.intraNodeBytes;
-    maxLoad = Math.max(maxLoad, m.maxLoad);
-    meanLoad += m.meanLoad;
-    balancedness += m.balancedness;
-    maxOverMean += m.maxOverMean;
-    remote += m.remoteNodesPerToken * m.tokens;
-    tokens += m.tokens;
-    timeSeconds += m.timeSeconds;
-  }
-  const out: StreamEvaluation = {
-    estimated: false,
-    mode: opts.mode,
-    perLayer,
-    interNodeBytes,
-    intraNodeBytes,
-    maxLoad,
-    meanLoad: L > 0 ? meanLoad / L : 0,
-    balancedness: L > 0 ? balancedness / L : 1,
-    maxOverMean: L > 0 ? maxOverMean / L : 1,
-    remoteNodesPerToken: tokens > 0 ? remote / tokens : 0,
-    timeSeconds,
-    loads,
-    numTokens: info.numTokens,
-    expertLoads,
-    meta: info.meta,
-  };
+  const out: StreamEvaluation = { ...totalsOf(perLayer, loads, false, opts.mode), numTokens: info.numTokens, expertLoads, meta: info.meta };
   if (withMatrix) out.trafficMatrix = matrices;
   return out;
 }
