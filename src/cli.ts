@@ -607,7 +607,7 @@ const runDemo: Runner = async (f, ctx) => {
         cluster,
         workload: fit,
         solver,
-        objective: 'traffic',
+        objective: solver === 'optimize' ? 'time' : 'traffic',
         mode: 'normal',
         seed,
         workers,
@@ -663,7 +663,7 @@ const runDemo: Runner = async (f, ctx) => {
       ctx.out(demoTable(rows));
       ctx.out(
         `\nnormal (prefill) mode, DeepEP-style dispatch + combine; bytes summed over the ${model.moeLayerIds.length} MoE layers of one pass over the held-out tokens.\n` +
-          `eplb = DeepSeek EPLB (balances load; its hierarchical mode keeps expert groups on nodes); optimize = moe-placer's solver, objective traffic (max load within 2% of the balanced plan).\n` +
+          `eplb = DeepSeek EPLB (balances load; its hierarchical mode keeps expert groups on nodes); optimize = moe-placer's solver, objective time (the cost model's estimated MoE time: traffic against balance).\n` +
           (outDir !== undefined ? `plans written to ${outDir}/eplb.plan.json and ${outDir}/optimize.plan.json\n` : '') +
           `total ${num(totalSeconds, 1)} s (trace generation ${num(generateSeconds, 1)} s)\n`,
       );

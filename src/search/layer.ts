@@ -18,6 +18,8 @@ import { capSets } from '../workload/indexer.js';
 import { compressTokenSets } from '../workload/tokens.js';
 import type { Shape, TokenSets } from '../types.js';
 import { makeShape } from '../types.js';
+import { defaultDispatch } from '../placement.js';
+import { eplbPlacement } from '../../solvers/eplb.js';
 import { coactivationGraph, louvainCommunities } from './coactivation.js';
 import { NodeState, searchNodes } from './node-search.js';
 import { gpuLoadsOf, packGroup, type Chunks } from './pack.js';
@@ -297,6 +299,18 @@ export function solveLayer(task: LayerTask): LayerResult {
   const balancedMax = lv.maxima(balanced.dispatch, shape.slotsPerGpu);
   const layouts: Layout[] = [balanced];
   const candidates: LayerCandidate[] = [score('balance', balanced, [balancedMax, balancedMax])];
+  if (task.objective === 'time') {
+    // EPLB's layout (default dispatch) competes too, so `time` is never worse than EPLB on the
+    // fitted tokens.
+    const eplb = eplbPlacement([task.expertLoad], E, shape, task.model.groups ?? 1);
+    if (replicasOnDistinctGpus(eplb.phy2log[0], shape.numGpus, shape.slotsPerGpu)) {
+      const lay: Layout = { phy2log: eplb.phy2log[0], dispatch: defaultDispatch(eplb.phy2log[0], E, shape), maxLoad: 0 };
+      const max = lv.maxima(lay.dispatch, shape.slotsPerGpu);
+      lay.maxLoad = max[0];
+      layouts.push(lay);
+      candidates.push(score('eplb', lay, [max, max]));
+    }
+  }
   let proposals = 0;
 
   const late = task.deadline !== undefined && Date.now() >= task.deadline;
@@ -393,4 +407,15 @@ function nodeSets(tokens: TokenSets, gpusPerNode: number, maxSets: number, rng: 
   };
   const { sets } = capSets(compressTokenSets(bySrcNode), maxSets, rng);
   return { setSrc: Int32Array.from(sets.source), setW: sets.weight, setEx: sets.experts };
+}
+
+/** No GPU holds two replicas of one expert (EPLB may do so; moe-placer's plans never do). */
+function replicasOnDistinctGpus(phy2log: Int32Array, numGpus: number, S: number): boolean {
+  for (let g = 0; g < numGpus; g++) {
+    for (let i = 0; i < S; i++) {
+      const e = phy2log[g * S + i];
+      for (let j = i + 1; j < S; j++) if (e >= 0 && phy2log[g * S + j] === e) return false;
+    }
+  }
+  return true;
 }
