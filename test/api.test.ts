@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as lib from '../src/index.js';
+import { tinyModel } from './plan-fixtures.js';
 import {
   checkFeasibility,
   evaluate,
@@ -35,18 +36,7 @@ import {
   type Workload,
 } from '../src/index.js';
 
-const model: Model = ModelSchema.parse({
-  name: 'tiny',
-  numHiddenLayers: 3,
-  moeLayerIds: [1, 2],
-  experts: 8,
-  topK: 2,
-  hiddenSize: 16,
-  expertBytes: 1000,
-  dispatchBytesPerToken: 10,
-  combineBytesPerToken: 20,
-  expertFlopsPerToken: 1e6,
-});
+const model: Model = tinyModel();
 
 function cluster(nodes: number, gpusPerNode: number, slotsPerGpu: number, expertMemoryBytes = slotsPerGpu * 2 * 1000): Cluster {
   return {

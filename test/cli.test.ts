@@ -16,22 +16,9 @@ import { Rng } from '../src/rng.js';
 import { ModelSchema, type Model } from '../src/schemas.js';
 import type { Trace } from '../src/types.js';
 import { loadWorkload, readTrace, writeTrace } from '../src/workload/index.js';
+import { TINY_MODEL as TINY, TINY_CLUSTER } from './plan-fixtures.js';
 import { ensureBuilt, ROOT, runCli, type RunResult } from './cli-helpers.js';
 
-const TINY = {
-  name: 'tiny',
-  numHiddenLayers: 3,
-  moeLayerIds: [1, 2],
-  experts: 8,
-  topK: 2,
-  hiddenSize: 16,
-  expertBytes: 1000,
-  dispatchBytesPerToken: 10,
-  combineBytesPerToken: 20,
-  expertFlopsPerToken: 1e6,
-};
-/** 2 nodes x 2 GPUs x 3 slots = 12 slots per layer. */
-const TINY_CLUSTER = { name: 'tiny-cluster', nodes: 2, gpusPerNode: 2, slotsPerGpu: 3, gpu: 'H100' };
 
 let dir: string;
 let model: Model;

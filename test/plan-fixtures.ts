@@ -6,20 +6,24 @@ import { ModelSchema, type Cluster, type Model } from '../src/schemas.js';
 import { makeShape, type Placement, type Shape, type Trace, type Workload } from '../src/types.js';
 import { countsOfTrace } from '../src/workload/tokens.js';
 
-/** 3 engine layers, MoE on layers 1 and 2, 8 experts, top-2. */
+/** 3 engine layers, MoE on layers 1 and 2, 8 experts, top-2 (model JSON as a user writes it). */
+export const TINY_MODEL = {
+  name: 'tiny',
+  numHiddenLayers: 3,
+  moeLayerIds: [1, 2],
+  experts: 8,
+  topK: 2,
+  hiddenSize: 16,
+  expertBytes: 1000,
+  dispatchBytesPerToken: 10,
+  combineBytesPerToken: 20,
+  expertFlopsPerToken: 1e6,
+};
+/** 2 nodes x 2 GPUs x 3 slots = 12 slots per layer (cluster JSON). */
+export const TINY_CLUSTER = { name: 'tiny-cluster', nodes: 2, gpusPerNode: 2, slotsPerGpu: 3, gpu: 'H100' };
+
 export function tinyModel(): Model {
-  return ModelSchema.parse({
-    name: 'tiny',
-    numHiddenLayers: 3,
-    moeLayerIds: [1, 2],
-    experts: 8,
-    topK: 2,
-    hiddenSize: 16,
-    expertBytes: 1000,
-    dispatchBytesPerToken: 10,
-    combineBytesPerToken: 20,
-    expertFlopsPerToken: 1e6,
-  });
+  return ModelSchema.parse(TINY_MODEL);
 }
 
 export function tinyCluster(shape: Shape): Cluster {

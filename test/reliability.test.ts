@@ -24,23 +24,9 @@ import { resolveModel } from '../src/presets.js';
 import { deriveSeed } from '../src/rng.js';
 import { ModelSchema } from '../src/schemas.js';
 import { writeTrace } from '../src/workload/index.js';
+import { TINY_MODEL as TINY, TINY_CLUSTER } from './plan-fixtures.js';
 import { ensureBuilt, ROOT, runCli, type RunResult } from './cli-helpers.js';
 
-/** 3 engine layers, MoE on 1 and 2, 8 experts, top-2. */
-const TINY = {
-  name: 'tiny',
-  numHiddenLayers: 3,
-  moeLayerIds: [1, 2],
-  experts: 8,
-  topK: 2,
-  hiddenSize: 16,
-  expertBytes: 1000,
-  dispatchBytesPerToken: 10,
-  combineBytesPerToken: 20,
-  expertFlopsPerToken: 1e6,
-};
-/** 2 nodes x 2 GPUs x 3 slots = 12 slots per layer. */
-const TINY_CLUSTER = { name: 'tiny-cluster', nodes: 2, gpusPerNode: 2, slotsPerGpu: 3, gpu: 'H100' };
 /** Plan seed of every run here. */
 const SEED = 7;
 

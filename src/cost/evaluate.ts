@@ -20,7 +20,8 @@ export function parseCostOptions(input: CostOptionsInput | undefined): CostOptio
   throw new InputError(problems);
 }
 
-function checkShapes(model: Model, cluster: Cluster, placement: Placement, workload: Workload): void {
+/** Problems between a placement and the model and cluster it is scored for (empty when none). */
+export function placementShapeProblems(model: Model, cluster: Cluster, placement: Placement): string[] {
   const { shape } = placement;
   const problems: string[] = [];
   if (cluster.nodes !== shape.nodes || cluster.gpusPerNode !== shape.gpusPerNode || cluster.slotsPerGpu !== shape.slotsPerGpu) {
@@ -30,6 +31,11 @@ function checkShapes(model: Model, cluster: Cluster, placement: Placement, workl
   }
   if (placement.numExperts !== model.experts) problems.push(`placement has ${placement.numExperts} experts, model ${model.experts}`);
   if (placement.phy2log.length !== placement.numLayers) problems.push(`placement.phy2log has ${placement.phy2log.length} layers, expected ${placement.numLayers}`);
+  return problems;
+}
+
+function checkShapes(model: Model, cluster: Cluster, placement: Placement, workload: Workload): void {
+  const problems = placementShapeProblems(model, cluster, placement);
   const w = workload.kind === 'trace' ? workload.trace : workload.counts;
   if (w.numLayers !== placement.numLayers) problems.push(`workload has ${w.numLayers} MoE layers, placement ${placement.numLayers}`);
   if (w.numExperts !== placement.numExperts) problems.push(`workload has ${w.numExperts} experts, placement ${placement.numExperts}`);

@@ -12,7 +12,7 @@ import type { Cluster, CostOptionsInput, Model } from '../schemas.js';
 import type { Placement, TokenSets, WorkloadMeta } from '../types.js';
 import { ChunkScratch, forEachMptChunk, type ByteProgress } from '../workload/stream.js';
 import { accumulateLayer, LayerAccumulator } from './accumulator.js';
-import { parseCostOptions, totalsOf } from './evaluate.js';
+import { parseCostOptions, placementShapeProblems, totalsOf } from './evaluate.js';
 import { finishLayer, trafficMatrixOf, type Evaluation, type LayerMetrics } from './metrics.js';
 
 export interface EvaluateStreamArgs {
@@ -51,15 +51,7 @@ function addExpertLoads(ts: TokenSets, out: Float64Array): void {
 }
 
 function checkShapes(model: Model, cluster: Cluster, placement: Placement, file: string): void {
-  const { shape } = placement;
-  const problems: string[] = [];
-  if (cluster.nodes !== shape.nodes || cluster.gpusPerNode !== shape.gpusPerNode || cluster.slotsPerGpu !== shape.slotsPerGpu) {
-    problems.push(
-      `placement shape ${shape.nodes}x${shape.gpusPerNode}x${shape.slotsPerGpu} (nodes x GPUs x slots) differs from cluster ${cluster.nodes}x${cluster.gpusPerNode}x${cluster.slotsPerGpu}`,
-    );
-  }
-  if (placement.numExperts !== model.experts) problems.push(`placement has ${placement.numExperts} experts, model ${model.experts}`);
-  if (placement.phy2log.length !== placement.numLayers) problems.push(`placement.phy2log has ${placement.phy2log.length} layers, expected ${placement.numLayers}`);
+  const problems = placementShapeProblems(model, cluster, placement);
   if (placement.numLayers !== model.moeLayerIds.length) problems.push(`placement has ${placement.numLayers} MoE layers, model ${model.name} ${model.moeLayerIds.length}`);
   if (problems.length > 0) throw new InputError(problems, { file });
 }
