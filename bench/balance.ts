@@ -17,7 +17,7 @@ import { loadWorkload } from '../src/workload/index.js';
 import { eplbSolver } from '../solvers/eplb.js';
 import { optimize } from '../solvers/optimize.js';
 import type { SolveInput } from '../solvers/types.js';
-import { dataPath, median, printTable, writeResult } from './common.js';
+import { dataPath, median, printTable, SPLITS, writeResult } from './common.js';
 
 const dir = dataPath('deepseek-v3-sglang');
 if (!dir) {
@@ -113,5 +113,5 @@ for (const sh of shapes) {
   });
 }
 printTable('Balance on real DeepSeek-V3 counts (in-sample vs bound; held out = other file of the same phase)', rows);
-const out = writeResult('balance', { rows, detail });
+const out = writeResult('balance', { split: SPLITS.balance, workers: 1, rows, detail });
 console.log(`\nwrote ${out}`);

@@ -13,7 +13,7 @@
  * Usage: node dist/bench/bounds.js [--layer 13] [--nnz 30000]
  * Prints tables and writes bench/results/bounds.json.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { maxLoadLowerBoundDetail, scorePlacement, trafficLowerBound } from '../src/bounds.js';
 import { countsLoads, LayerAccumulator } from '../src/cost.js';
@@ -24,13 +24,10 @@ import { makeShape } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
 import { compressTokenSets, expertLoadsOfLayer, tokenSetsOfLayer } from '../src/workload/tokens.js';
 import { eplbPlacement } from '../solvers/eplb.js';
+import { flag, SPLITS, writeResult } from './common.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
 const DATA = fileURLToPath(new URL('../../../shared/data/', import.meta.url));
-const out: Record<string, unknown> = { bench: 'bounds', node: process.version };
+const out: Record<string, unknown> = { split: SPLITS.bounds };
 
 function quantile(a: number[], q: number): number {
   const s = [...a].sort((x, y) => x - y);
@@ -101,8 +98,8 @@ if (existsSync(v3dir)) {
 const v2dir = `${DATA}deepseek-v2-lite-traces/prompts_0001-1000`;
 if (existsSync(v2dir)) {
   const model = ModelSchema.parse(MODEL_PRESETS['deepseek-v2-lite']);
-  const layer = arg('layer', 13);
-  const nnz = arg('nnz', 30000);
+  const layer = Number(flag('layer', '13'));
+  const nnz = Number(flag('nnz', '30000'));
   const wl = await loadWorkload(v2dir, model);
   if (wl.kind !== 'trace') throw new Error('expected a trace');
   const rows: Record<string, unknown>[] = [];
@@ -134,6 +131,4 @@ if (existsSync(v2dir)) {
   out.traffic = rows;
 } else console.log(`skipped traffic: ${v2dir} absent`);
 
-const outDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-mkdirSync(outDir, { recursive: true });
-writeFileSync(`${outDir}bounds.json`, JSON.stringify(out, null, 2) + '\n');
+console.log(`\nwrote ${writeResult('bounds', out)}`);

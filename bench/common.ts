@@ -1,9 +1,12 @@
 /**
- * Shared helpers of the benchmarks: where the real data lives, table printing, JSON results.
+ * Shared helpers of the benchmarks: where the real data lives, argv flags, the fit / score split
+ * by request parity, table printing, JSON results.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Trace } from '../src/types.js';
+import { filterRequests } from '../src/workload/tokens.js';
 
 /** Repository root (bench files run from dist/bench/). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -17,6 +20,39 @@ export function dataPath(...parts: string[]): string | null {
   if (!DATA) return null;
   const p = join(DATA, ...parts);
   return existsSync(p) ? p : null;
+}
+
+/** The value of `--name value` on the command line, else `def` (also when the value is missing). */
+export function flag(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
+}
+
+/**
+ * Split labels: the `split` field of a result says whether its figures are scored on the data the
+ * plans were fitted on (in-sample) or on data they never saw (held-out); bench/readme.ts prints it.
+ */
+export const SPLITS = {
+  /** fitScoreSplit: even-numbered requests fitted, odd-numbered ones scored */
+  parity: 'held-out: fitted on the even-numbered requests, scored on the odd-numbered ones',
+  balance: 'in-sample (fitted and scored on the same counts file), except the held-out columns: fitted on one file, scored on another file of the same phase',
+  bounds: 'in-sample: the bounds and EPLB are computed on the same counts or trace',
+  scale: 'in-sample: each plan is evaluated on the trace it was fitted on (the figures are times and memory)',
+  generator: 'in-sample: each synthetic trace is compared with the real data whose marginals it was fitted to',
+  none: 'not applicable: no plan is fitted (speed of one component)',
+} as const;
+export const PARITY_SPLIT = SPLITS.parity;
+
+/**
+ * The fit / score split by request parity: `fit` = the even-numbered requests, `held` = the odd ones
+ * (each renumbered 0.. by filterRequests), and the split label to record in the result.
+ */
+export function fitScoreSplit(trace: Trace): { fit: Trace; held: Trace; label: string } {
+  return {
+    fit: filterRequests(trace, (r) => r % 2 === 0),
+    held: filterRequests(trace, (r) => r % 2 === 1),
+    label: PARITY_SPLIT,
+  };
 }
 
 /** Print rows as an aligned text table. */

@@ -6,8 +6,6 @@
  * Usage: node dist/bench/evaluator-throughput.js [--tokens N] [--layers L] [--reps R]
  * Prints a table and writes bench/results/evaluator-throughput.json.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { accumulateLayerWith, evaluate, LayerAccumulator, type Kernel } from '../src/cost.js';
 import { defaultDispatch } from '../src/placement.js';
 import { Rng } from '../src/rng.js';
@@ -15,15 +13,11 @@ import { ModelSchema, type Cluster, type Mode } from '../src/schemas.js';
 import { makeShape, type Placement, type Trace, type Workload } from '../src/types.js';
 import { sampleTokensFromCounts } from '../src/workload/sample.js';
 import { countsOfTrace, tokenSetsOfLayer } from '../src/workload/tokens.js';
+import { flag, SPLITS, writeResult } from './common.js';
 
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
-
-const T = arg('tokens', 65536);
-const L = arg('layers', 58);
-const REPS = arg('reps', 3);
+const T = Number(flag('tokens', '65536'));
+const L = Number(flag('layers', '58'));
+const REPS = Number(flag('reps', '3'));
 const E = 256;
 const K = 8;
 const shape = makeShape(4, 8, 9);
@@ -204,26 +198,18 @@ console.log(
   `target >= ${target / 1e6} M token-layers/s for evaluate(trace), worst mode: median ${fmt(worst)} M/s wall (${verdict(worst)}), ${fmt(worstCpu)} M/cpu-s (${verdict(worstCpu)}), best run ${fmt(worstBest)} M/s (${verdict(worstBest)}); load average ${load.toFixed(1)} on ${(await import('node:os')).availableParallelism()} CPUs`,
 );
 
-const outDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-mkdirSync(outDir, { recursive: true });
-writeFileSync(
-  `${outDir}evaluator-throughput.json`,
-  JSON.stringify(
-    {
-      bench: 'evaluator-throughput',
-      node: process.version,
-      config: { tokens: T, layers: L, topK: K, experts: E, nodes: shape.nodes, gpusPerNode: shape.gpusPerNode, slotsPerGpu: S, reps: REPS },
-      loadAverage: load,
-      targetTokenLayersPerSecond: target,
-      worstEvaluateTokenLayersPerSecond: worst,
-      worstEvaluateTokenLayersPerCpuSecond: worstCpu,
-      worstEvaluateBestRunTokenLayersPerSecond: worstBest,
-      targetMetWall: worst >= target,
-      targetMetCpu: worstCpu >= target,
-      targetMetBestRun: worstBest >= target,
-      rows,
-    },
-    null,
-    2,
-  ) + '\n',
+console.log(
+  `wrote ${writeResult('evaluator-throughput', {
+    split: SPLITS.none,
+    config: { tokens: T, layers: L, topK: K, experts: E, nodes: shape.nodes, gpusPerNode: shape.gpusPerNode, slotsPerGpu: S, reps: REPS },
+    loadAverage: load,
+    targetTokenLayersPerSecond: target,
+    worstEvaluateTokenLayersPerSecond: worst,
+    worstEvaluateTokenLayersPerCpuSecond: worstCpu,
+    worstEvaluateBestRunTokenLayersPerSecond: worstBest,
+    targetMetWall: worst >= target,
+    targetMetCpu: worstCpu >= target,
+    targetMetBestRun: worstBest >= target,
+    rows,
+  })}`,
 );

@@ -14,13 +14,14 @@
  * folder is `$MOE_PLACER_DATA`, else `../shared/data`; missing parts are skipped.
  * Prints a table and writes `bench/results/generator-fidelity.json`.
  */
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { GENERATOR_DEFAULTS, generateTrace, marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage, type GenerateOptions } from '../src/generator.js';
 import { resolveModel } from '../src/presets.js';
 import type { Trace } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
 import { countsOfTrace } from '../src/workload/tokens.js';
+import { SPLITS, writeResult } from './common.js';
 
 type Knobs = Partial<Omit<GenerateOptions, 'model' | 'tokens' | 'seed' | 'counts' | 'requests'>>;
 
@@ -102,7 +103,7 @@ const pad = (s: string, n: number): string => s.padStart(n);
 async function main(): Promise<void> {
   const { tokens, seed, knobs } = parseArgs(process.argv.slice(2));
   const dataDir = resolve(process.env.MOE_PLACER_DATA ?? '../shared/data');
-  const result: Record<string, unknown> = { tokens, seed, knobs: { ...GENERATOR_DEFAULTS, ...knobs }, dataDir };
+  const result: Record<string, unknown> = { split: SPLITS.generator, tokens, seed, knobs: { ...GENERATOR_DEFAULTS, ...knobs }, dataDir };
 
   // 1. DeepSeek-V3 marginals against the SGLang counts.
   const v3 = resolveModel('deepseek-v3');
@@ -173,9 +174,7 @@ async function main(): Promise<void> {
     };
   } else console.log(`skipped DeepSeek-V2-Lite: ${liteDir} not found`);
 
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync('bench/results/generator-fidelity.json', JSON.stringify(result, null, 2) + '\n');
-  console.log('\nwrote bench/results/generator-fidelity.json');
+  console.log(`\nwrote ${writeResult('generator-fidelity', result)}`);
 }
 
 main().catch((err: unknown) => {

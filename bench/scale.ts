@@ -32,12 +32,7 @@ import { makeShape, type Counts, type Placement, type Trace } from '../src/types
 import { loadWorkload, mptHeaderOf } from '../src/workload/index.js';
 import { MptWriter, streamIndex, workloadOfIndex } from '../src/workload/stream.js';
 import { optimize } from '../solvers/optimize.js';
-import { dataPath, printTable, writeResult } from './common.js';
-
-function flag(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
-}
+import { dataPath, flag, printTable, SPLITS, writeResult } from './common.js';
 const has = (name: string): boolean => process.argv.includes(`--${name}`);
 
 const MiB = 1024 * 1024;
@@ -266,7 +261,7 @@ async function main(): Promise<void> {
     };
   });
   printTable('Streaming at scale (peak RSS per phase process; plan = streamIndex + optimize in one process)', rows);
-  console.log(`\n${writeResult('scale', { runs })}`);
+  console.log(`\n${writeResult('scale', { split: SPLITS.scale, workers: Number(flag('workers', '2')), runs })}`);
 }
 
 await main();

@@ -8,23 +8,16 @@
  * Prints a table (tokens, file bytes, write s, load s, load CPU s, tokens/s, token-layers/s) and writes
  * bench/results/trace-load.json. The trace file goes to bench/results/tmp/ and is removed after.
  */
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Rng } from '../src/rng.js';
 import { ModelSchema } from '../src/schemas.js';
 import type { Trace } from '../src/types.js';
 import { loadWorkload, writeTrace } from '../src/workload/index.js';
+import { flag, ROOT, SPLITS, writeResult } from './common.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const RESULTS = join(ROOT, 'bench', 'results');
-const TMP = join(RESULTS, 'tmp');
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-}
+const TMP = join(ROOT, 'bench', 'results', 'tmp');
 
 const moeLayerIds = Array.from({ length: 58 }, (_, i) => i + 3);
 const model = ModelSchema.parse({
@@ -106,8 +99,8 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const T = arg('tokens', 1_000_000);
-  const seed = arg('seed', 1);
+  const T = Number(flag('tokens', '1000000'));
+  const seed = Number(flag('seed', '1'));
   const withGzip = !process.argv.includes('--no-gzip');
   mkdirSync(TMP, { recursive: true });
   let t0 = performance.now();
@@ -160,19 +153,15 @@ async function main(): Promise<void> {
   console.log('trace-load: DeepSeek-V3 shape (58 MoE layers, top-8 of 256), uniform distinct ids');
   console.log(line(header));
   for (const r of table) console.log(line(r));
-  mkdirSync(RESULTS, { recursive: true });
-  const out = {
-    bench: 'trace-load',
-    date: new Date().toISOString(),
-    node: process.version,
+  writeResult('trace-load', {
+    split: SPLITS.none,
     shape: { numLayers: 58, numExperts: 256, topK: 8, tokensPerRequest: 1000 },
     seed,
     generateSeconds: genSeconds,
     loadAverage: os.loadavg(),
     cpus: os.cpus().length,
     rows,
-  };
-  writeFileSync(join(RESULTS, 'trace-load.json'), `${JSON.stringify(out, null, 2)}\n`);
+  });
 }
 
 main().catch((err) => {

@@ -14,16 +14,10 @@ import { generateTrace } from '../src/generator.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
 import { makeShape, type Counts, type Placement, type Workload } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
-import { filterRequests } from '../src/workload/tokens.js';
 import { eplbSolver } from '../solvers/eplb.js';
 import { optimize } from '../solvers/optimize.js';
 import type { SolveInput } from '../solvers/types.js';
-import { dataPath, printTable, writeResult } from './common.js';
-
-function flag(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
-}
+import { dataPath, fitScoreSplit, flag, printTable, writeResult } from './common.js';
 
 const model = resolveModel('deepseek-v3');
 const tokens = Number(flag('tokens', '65536'));
@@ -35,8 +29,7 @@ if (countsFile) {
 }
 let t = performance.now();
 const all = generateTrace({ model, tokens: 2 * tokens, seed: 1, counts });
-const fitTrace = filterRequests(all, (r) => r % 2 === 0);
-const heldTrace = filterRequests(all, (r) => r % 2 === 1);
+const { fit: fitTrace, held: heldTrace, label: split } = fitScoreSplit(all);
 console.log(`generated ${2 * tokens} tokens in ${((performance.now() - t) / 1000).toFixed(1)} s (marginals: ${counts ? 'real decode counts' : 'generator default'})`);
 const W = (tr: typeof fitTrace): Workload => ({ kind: 'trace', trace: tr, meta: { format: 'generated' } });
 
@@ -97,4 +90,4 @@ if (!process.argv.includes('--skip-speedup')) {
   speed.push({ what: 'speed-up 2 vs 1 workers', 'wall s': one / two });
   printTable('Solver speed (DeepSeek-V3 EP32 synthetic)', speed);
 }
-console.log(`\nwrote ${writeResult('v3-scale', { tokens, marginals: counts ? join('deepseek-v3-sglang', 'decode_in1000out1000.json') : 'default', rows, speed })}`);
+console.log(`\nwrote ${writeResult('v3-scale', { split, workers: 2, tokens, marginals: counts ? join('deepseek-v3-sglang', 'decode_in1000out1000.json') : 'default', rows, speed })}`);
