@@ -173,6 +173,12 @@ export const PlanSchema = z.object({
   /** [L][NG][E] slot used by source GPU g for logical expert e. */
   dispatch: z.array(intMatrix).optional(),
   metrics: PlanMetricsSchema.optional(),
+  /**
+   * Lower bounds on what any placement of the cluster can reach on the fitted workload, and the
+   * plan's relative gaps (achieved - bound) / achieved. interNodeBytesLowerBound: summed over MoE
+   * layers (a relaxation, see `coverageTrafficBound` in src/bounds.ts; absent for counts-only
+   * workloads, whose traffic is estimated). perLayer[l]: the bounds of MoE layer l alone.
+   */
   bounds: z
     .object({
       maxLoadLowerBound: z.number().optional(),
@@ -180,6 +186,15 @@ export const PlanSchema = z.object({
       interNodeBytesLowerBound: z.number().optional(),
       interNodeBytesGap: z.number().optional(),
       exact: z.boolean().optional(),
+      perLayer: z
+        .array(
+          z.object({
+            layer: z.number().int(),
+            maxLoadLowerBound: z.number().optional(),
+            interNodeBytesLowerBound: z.number().optional(),
+          }),
+        )
+        .optional(),
     })
     .optional(),
   provenance: z

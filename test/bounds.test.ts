@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   countAssignments,
+  coverageTrafficBound,
   exactMinTraffic,
   maxLoadGap,
   maxLoadLowerBound,
@@ -394,6 +395,46 @@ describe('minTrafficMip and trafficLowerBound', () => {
     expect(part.exact).toBe(false);
     expect(part.bound).toBeLessThanOrEqual(full.bound + 1e-9);
     expect(part.bound).toBeGreaterThan(0);
+  });
+
+  it('the coverage bound is below every placement under every dispatch table (brute force)', () => {
+    // Every placement ('any' replicas) and, for each, every dispatch table (each source GPU may
+    // use any replica of each expert): the bound holds for all of them, not only the default rule.
+    let tables = 0;
+    for (const [t, [shape, E]] of ([
+      [makeShape(2, 1, 2), 3],
+      [makeShape(2, 2, 1), 3],
+      [makeShape(3, 1, 2), 4],
+    ] as const).entries()) {
+      for (const mode of ['normal', 'low-latency'] as const) {
+        const inst = instance(600 + t, E, shape, mode, 12, 2);
+        const bound = coverageTrafficBound(inst).bound;
+        expect(bound).toBeGreaterThan(0);
+        const acc = new LayerAccumulator(shape);
+        const NG = shape.numGpus;
+        let least = Infinity;
+        allPlacements(E, shape, 'any', (p) => {
+          const reps: number[][] = Array.from({ length: E }, () => []);
+          p.forEach((e, slot) => e >= 0 && reps[e].push(slot));
+          const choice = new Int32Array(NG * E);
+          const dispatch = new Int32Array(NG * E);
+          for (;;) {
+            for (let q = 0; q < NG * E; q++) dispatch[q] = reps[q % E][choice[q]];
+            acc.reset();
+            accumulateLayer(acc, inst.tokens, p, dispatch, E, mode);
+            let rdma = 0;
+            for (let g = 0; g < NG; g++) rdma += acc.rdmaOut[g];
+            least = Math.min(least, rdma * B);
+            tables++;
+            let q = 0;
+            while (q < NG * E && ++choice[q] === reps[q % E].length) choice[q++] = 0;
+            if (q === NG * E) break;
+          }
+        });
+        expect(bound, `case ${t} ${mode}`).toBeLessThanOrEqual(least + 1e-9);
+      }
+    }
+    expect(tables).toBeGreaterThan(10000);
   });
 
   it('a single node has no inter-node traffic', async () => {

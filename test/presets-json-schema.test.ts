@@ -21,6 +21,10 @@ describe('shipped JSON Schemas', () => {
     const plan = JSON.parse(fresh['plan.schema.json']) as { properties: { format: { const?: string } }; required: string[] };
     expect(plan.properties.format.const).toBe('moe-placer.plan/1');
     expect(plan.required).toEqual(expect.arrayContaining(['format', 'model', 'cluster', 'slotsPerGpu', 'phy2log']));
+    // Optional per-layer bounds (added to format moe-placer.plan/1 without breaking older files).
+    const bounds = (JSON.parse(fresh['plan.schema.json']) as { properties: { bounds: { properties: Record<string, { type?: string }>; required?: string[] } } }).properties.bounds;
+    expect(bounds.properties.perLayer.type).toBe('array');
+    expect(bounds.required ?? []).toEqual([]);
     const cluster = JSON.parse(fresh['cluster.schema.json']) as { properties: { gpu: { anyOf: unknown[] } } };
     expect(cluster.properties.gpu.anyOf).toHaveLength(2);
   });

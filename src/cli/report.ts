@@ -53,9 +53,10 @@ export function change(a: number, b: number): string {
 }
 
 /**
- * The metrics summary: per metric the total (or mean) over all layers and the worst layer.
+ * The metrics summary: per metric the total (or mean) over all layers and the worst layer; with
+ * `traffic` (a plan's inter-node bytes lower bound and gap) one more row after the max-load bound.
  */
-export function metricsTable(m: MetricsReport): string {
+export function metricsTable(m: MetricsReport, traffic?: { bound: number; gap: number }): string {
   const layers = m.perLayer;
   const worst = (key: (l: MetricsReport['perLayer'][number]) => number, lowest = false): { v: number; at: string } => {
     let best = -1;
@@ -78,5 +79,6 @@ export function metricsTable(m: MetricsReport): string {
   add('balancedness (mean/max)', num(m.balancedness, 3), worst((l) => l.balancedness, true), (x) => num(x, 3));
   add('est. MoE time (ms)', ms(m.timeSeconds), worst((l) => l.timeSeconds), ms);
   rows.push(['max-load lower bound', load(Math.round(m.maxLoadLowerBound * 10) / 10), `gap ${pct(m.maxLoadGap)}`, '']);
+  if (traffic) rows.push(['inter-node lower bound', bytesText(traffic.bound), `gap ${pct(traffic.gap)}`, '']);
   return table(rows, ['l', 'r', 'r', 'l']);
 }
