@@ -11,37 +11,46 @@ import { Piscina } from 'piscina';
 import { SolverError } from '../src/errors.js';
 import { deriveSeed } from '../src/rng.js';
 import { balanceTask, solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
-import { defaultDispatch, validatePlacement } from '../src/placement.js';
-import type { Placement, Shape } from '../src/types.js';
-import { eplbPlacement } from './eplb.js';
+import type { Placement } from '../src/types.js';
 import { indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
 import type { Solver, SolveInput, SolveResult } from './types.js';
 
-/** Default annealing proposals per layer and candidate (shared by its starts), per expert... */
-export const DEFAULT_PROPOSALS_PER_EXPERT = 100;
-/** ...and at most this many (large models start from communities and need fewer per expert). */
-export const DEFAULT_MAX_PROPOSALS = 10000;
-/** Extra max-load slack of each request sample over eps. */
-export const DEFAULT_SAMPLE_SLACK = 0.01;
-/** Fraction of each node's slots kept for in-node replicas (OptimizeOptions.slotReserve). */
+/** Fraction of the fitted requests held back per layer to select among candidates. */
+export const DEFAULT_VALIDATION = 0.25;
+/** Fraction of each node's slots kept for in-node replicas (normal mode, OptimizeOptions.slotReserve). */
 export const DEFAULT_SLOT_RESERVE = 0.1;
+/** FM refinement passes per start. */
+export const DEFAULT_REFINE_PASSES = 20;
+/** Extra max-load slack of each request sample over eps (when samples are on). */
+export const DEFAULT_SAMPLE_SLACK = 0.01;
 /** Token sets the node-level search works on per layer. */
 export const DEFAULT_MAX_SEARCH_SETS = 8192;
 
 export interface OptimizeOptions extends IndexOptions {
+  /** Annealing proposals per expert before FM refinement of each start; default 0 (FM only). */
   proposalsPerExpert?: number;
-  /** Annealing runs per layer and candidate; default 4 for models of at most 32 experts, else 1. */
+  /** FM refinement passes per start; default 20. */
+  refinePasses?: number;
+  /** Annealed restarts per candidate beyond one run per start; default 0. */
   restarts?: number;
   /** Annealing start temperature as a fraction of the mean uphill step; default 0.3. */
   temperature?: number;
+  /** Transportation LP for node-level serving after refinement; default true. */
+  lpDispatch?: boolean;
   /**
    * Slots per node kept free of the node-level search for in-node replicas of hot experts, which
    * keep the node's GPUs balanced on tokens the plan has not seen; default 10% of a node's slots
-   * in normal mode, none in low-latency mode.
+   * in normal mode with several GPUs per node, else none (in low-latency mode every remote pair
+   * costs, so free slots buy more as replicas on other nodes).
    */
   slotReserve?: number;
   sampleSlack?: number;
   maxSearchSets?: number;
+}
+
+/** Index options `optimize` uses for a solve (samples, validation split), for a prebuilt index. */
+export function indexOptionsFor(solver: string, objective: string, nodes: number): { samples: number; validation: number } {
+  return { samples: 0, validation: solver === 'optimize' && objective !== 'balance' && nodes > 1 ? DEFAULT_VALIDATION : 0 };
 }
 
 /** Build the per-layer tasks from the workload's index. */
@@ -54,38 +63,50 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
     indexWorkload(input.workload, model.topK, shape.numGpus, {
       ...opts,
       seed: input.seed,
+      samples: opts.samples ?? 0,
       // The balance objective needs loads only, not the token hypergraph.
       sampleTokens: needSets ? opts.sampleTokens : 0,
       maxSets: needSets ? opts.maxSets : 0,
+      validation: needSets ? (opts.validation ?? DEFAULT_VALIDATION) : 0,
     });
   if (index.numGpus !== shape.numGpus) throw new SolverError(`workload index made for ${index.numGpus} GPUs, cluster has ${shape.numGpus}`);
-  return index.layers.map((li, l) => ({
-    layer: l,
-    seed: deriveSeed(input.seed, l),
-    numExperts: E,
-    nodes: shape.nodes,
-    gpusPerNode: shape.gpusPerNode,
-    slotsPerGpu: shape.slotsPerGpu,
-    mode: input.mode,
-    objective: input.objective,
-    eps: input.eps ?? 0.02,
-    k: li.sets.k,
-    experts: li.sets.experts,
-    source: li.sets.source,
-    weight: li.sets.weight,
-    expertLoad: li.expertLoad,
-    sampleLoad: li.sampleLoad,
-    iterations: opts.proposalsPerExpert !== undefined ? opts.proposalsPerExpert * E : Math.min(DEFAULT_PROPOSALS_PER_EXPERT * E, DEFAULT_MAX_PROPOSALS),
-    restarts: opts.restarts ?? (E <= 32 ? 4 : 1),
-    temperature: opts.temperature,
-    // In low-latency mode every remote (token, expert) pair costs, so free slots buy more as
-    // replicas on other nodes than as replicas inside one: none are reserved there.
-    slotReserve: opts.slotReserve ?? (input.mode === 'low-latency' ? 0 : Math.round(DEFAULT_SLOT_RESERVE * shape.gpusPerNode * shape.slotsPerGpu)),
-    maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
-    sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
-    model,
-    cluster,
-  }));
+  const none = { experts: new Uint16Array(0), source: new Uint16Array(0), weight: new Float64Array(0) };
+  return index.layers.map((li, l) => {
+    const vs = li.valSets ?? none;
+    // Planned loads leave the validation requests out, so that validation scores are honest.
+    const expertLoad = li.valLoad ? li.expertLoad.map((x, e) => x - li.valLoad![e]) : li.expertLoad;
+    return {
+      layer: l,
+      seed: deriveSeed(input.seed, l),
+      numExperts: E,
+      nodes: shape.nodes,
+      gpusPerNode: shape.gpusPerNode,
+      slotsPerGpu: shape.slotsPerGpu,
+      mode: input.mode,
+      objective: input.objective,
+      eps: input.eps ?? 0.02,
+      k: li.sets.k,
+      experts: li.sets.experts,
+      source: li.sets.source,
+      weight: li.sets.weight,
+      valExperts: vs.experts,
+      valSource: vs.source,
+      valWeight: vs.weight,
+      expertLoad,
+      sampleLoad: li.sampleLoad,
+      estimated: index.estimated,
+      iterations: (opts.proposalsPerExpert ?? 0) * E,
+      refinePasses: opts.refinePasses ?? DEFAULT_REFINE_PASSES,
+      restarts: opts.restarts ?? 0,
+      temperature: opts.temperature,
+      lpDispatch: opts.lpDispatch ?? true,
+      slotReserve: opts.slotReserve ?? (input.mode === 'normal' && shape.gpusPerNode > 1 ? Math.round(DEFAULT_SLOT_RESERVE * shape.gpusPerNode * shape.slotsPerGpu) : 0),
+      maxSearchSets: opts.maxSearchSets ?? DEFAULT_MAX_SEARCH_SETS,
+      sampleSlack: opts.sampleSlack ?? DEFAULT_SAMPLE_SLACK,
+      model,
+      cluster,
+    };
+  });
 }
 
 /** Path of the compiled worker entry (next to this file when compiled, under dist/ from source). */
@@ -110,7 +131,7 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
       // Yield to the event loop between layers so that a SIGINT handler can abort the run.
       await new Promise((resolve) => setImmediate(resolve));
       if (input.signal?.aborted) return { results, interrupted: true };
-      results[t.layer] = solveLayer(t);
+      results[t.layer] = await solveLayer(t);
       report(results[t.layer]!);
     }
     return { results, interrupted: false };
@@ -124,8 +145,18 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
   try {
     const runOne = async (t: LayerTask, attempt: number): Promise<void> => {
       // Typed arrays are copied once here and their buffers transferred (not cloned) to the worker.
-      const copy = { ...t, attempt, experts: t.experts.slice(), source: t.source.slice(), weight: t.weight.slice(), sampleLoad: t.sampleLoad.slice() };
-      const transferList = [copy.experts.buffer, copy.source.buffer, copy.weight.buffer, copy.sampleLoad.buffer];
+      const copy = {
+        ...t,
+        attempt,
+        experts: t.experts.slice(),
+        source: t.source.slice(),
+        weight: t.weight.slice(),
+        valExperts: t.valExperts.slice(),
+        valSource: t.valSource.slice(),
+        valWeight: t.valWeight.slice(),
+        sampleLoad: t.sampleLoad.slice(),
+      };
+      const transferList = [copy.experts, copy.source, copy.weight, copy.valExperts, copy.valSource, copy.valWeight, copy.sampleLoad].map((a) => a.buffer);
       try {
         const r = (await pool.run(copy, { signal: abort.signal, transferList })) as LayerResult;
         results[t.layer] = r;
@@ -183,7 +214,6 @@ export async function optimize(input: SolveInput, opts: OptimizeOptions = {}): P
     chosen[key] = (chosen[key] ?? 0) + 1;
     r = null;
   }
-  if (input.objective === 'balance') keepEplbWhereBetter(tasks, input, phy2log, dispatch, chosen);
   const placement: Placement = { numLayers: tasks.length, numExperts: E, shape, phy2log, dispatch };
   return {
     placement,
@@ -192,49 +222,8 @@ export async function optimize(input: SolveInput, opts: OptimizeOptions = {}): P
   };
 }
 
-/**
- * The `balance` objective is never worse than EPLB on the same input: per layer, EPLB's layout
- * (with the default dispatch rule) replaces ours when its largest expected GPU load is lower and
- * it keeps the replicas of each expert on distinct GPUs.
- */
-function keepEplbWhereBetter(tasks: LayerTask[], input: SolveInput, phy2log: Int32Array[], dispatch: Int32Array[], chosen: Record<string, number>): void {
-  const { shape, model } = input;
-  const E = model.experts;
-  const eplb = eplbPlacement(tasks.map((t) => t.expertLoad), E, shape, model.groups ?? 1);
-  for (let l = 0; l < tasks.length; l++) {
-    const d = defaultDispatch(eplb.phy2log[l], E, shape);
-    const theirs = expectedMaxLoad(d, tasks[l].expertLoad, shape);
-    if (theirs < expectedMaxLoad(dispatch[l], tasks[l].expertLoad, shape) * (1 - 1e-12) && distinctPerGpu(eplb.phy2log[l], shape)) {
-      phy2log[l] = eplb.phy2log[l];
-      dispatch[l] = d;
-      chosen.balance--;
-      chosen.eplb = (chosen.eplb ?? 0) + 1;
-    }
-  }
-}
-
-/** Largest GPU load when every source sends each expert an equal share of its load. */
-function expectedMaxLoad(dispatch: Int32Array, expertLoad: Float64Array, shape: Shape): number {
-  const E = expertLoad.length;
-  const load = new Float64Array(shape.numGpus);
-  for (let s = 0; s < shape.numGpus; s++) {
-    for (let e = 0; e < E; e++) load[Math.floor(dispatch[s * E + e] / shape.slotsPerGpu)] += expertLoad[e] / shape.numGpus;
-  }
-  return Math.max(...load);
-}
-
-/** No GPU holds two replicas of one expert (as long as the expert has no more replicas than GPUs). */
-function distinctPerGpu(phy2log: Int32Array, shape: Shape): boolean {
-  try {
-    validatePlacement({ numLayers: 1, numExperts: Math.max(...phy2log) + 1, shape, phy2log: [phy2log], dispatch: null }, 'eplb', true);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export const optimizeSolver: Solver = {
   name: 'optimize',
-  description: 'LP-bounded local search: balanced packing, node-level annealing for traffic, packing inside nodes (default)',
+  description: 'balanced packing and EPLB as references; k-way FM refinement with replication on the exact node-level traffic from several starts, a transportation LP for serving, packing inside nodes; candidates chosen on held-back requests (default)',
   solve: (input) => optimize(input),
 };

@@ -7,7 +7,7 @@
  */
 import { solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
 
-export default function run(task: LayerTask & { attempt?: number }): LayerResult {
+export default async function run(task: LayerTask & { attempt?: number }): Promise<LayerResult> {
   const fault = process.env.MOE_PLACER_FAULT;
   if (fault) {
     const [kind, layer] = fault.split(':');

@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { SOLVERS } from '../solvers/registry.js';
+import { indexOptionsFor } from '../solvers/optimize.js';
 import type { SolveProgress } from '../solvers/types.js';
 import {
   checkFeasibility,
@@ -296,6 +297,8 @@ const runPlan: Runner = async (f, ctx) => {
     if (await isLargeTrace(workloadPath, { maxBytes: streamThreshold() })) {
       index = await streamIndex(workloadPath, model, cluster.nodes * cluster.gpusPerNode, {
         seed: (f.seed as number | undefined) ?? 0,
+        // As optimize indexes a loaded trace (solvers/optimize.ts buildLayerTasks).
+        ...indexOptionsFor(solver, (f.objective as Objective | undefined) ?? 'traffic', cluster.nodes),
         onProgress: (read, total) => ctx.progress.update(`indexing ${workloadPath}`, total > 0 ? read / total : undefined),
       });
       ctx.progress.clear();
@@ -338,6 +341,8 @@ const runPlan: Runner = async (f, ctx) => {
           cluster: clusterJson(cluster),
           workload: workloadJson(workload, workloadPath),
           ...report,
+          interNodeBytesLowerBound: r.plan.bounds?.interNodeBytesLowerBound ?? null,
+          interNodeBytesGap: r.plan.bounds?.interNodeBytesGap ?? null,
         }),
       );
     } else {
@@ -348,7 +353,8 @@ const runPlan: Runner = async (f, ctx) => {
           ['workload', workloadLines(workload, workloadPath)[0]],
         ]),
       );
-      ctx.out(metricsTable(report));
+      const b = r.plan.bounds;
+      ctx.out(metricsTable(report, b?.interNodeBytesLowerBound !== undefined ? { bound: b.interNodeBytesLowerBound, gap: b.interNodeBytesGap ?? 0 } : undefined));
       ctx.out(`\n${prov.interrupted ? 'interrupted: wrote the best plan so far' : 'wrote'} ${out} (${num(prov.wallTimeSeconds, 2)} s)\n`);
     }
     if (prov.interrupted) {

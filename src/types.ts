@@ -107,6 +107,12 @@ export interface LayerIndex {
    */
   sets: TokenSets;
   sampled: boolean;
+  /**
+   * Validation split (IndexOptions.validation): the held-back requests' token sets and [E] loads.
+   * `sets` then holds the other requests only; `expertLoad` still counts every token.
+   */
+  valSets?: TokenSets;
+  valLoad?: Float64Array;
 }
 
 export interface WorkloadIndex {

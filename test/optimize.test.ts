@@ -4,6 +4,7 @@ import { evaluate } from '../src/cost.js';
 import { validatePlacement } from '../src/placement.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
 import { Rng } from '../src/rng.js';
+import { refineNodes } from '../src/search/improve.js';
 import { NodeState, searchNodes } from '../src/search/node-search.js';
 import { packGroup } from '../src/search/pack.js';
 import type { Trace, Workload } from '../src/types.js';
@@ -237,5 +238,78 @@ describe('optimize', () => {
     const flat = (p: typeof a) => p.placement.phy2log.flatMap((r) => Array.from(r)).concat(p.placement.dispatch!.flatMap((r) => Array.from(r)));
     expect(flat(b)).toEqual(flat(a));
     expect(flat(c)).not.toEqual(flat(a));
+  });
+
+  for (const lowLatency of [false, true]) {
+    it(`keeps the FM gain tables equal to a full recomputation, and relocation gains exact (${lowLatency ? 'low-latency' : 'normal'})`, () => {
+      const rng = new Rng(11);
+      const N = 3;
+      const E = 12;
+      const st = new NodeState(randomNodeProblem(rng, N, E, 3, 200, lowLatency));
+      st.init(initialHas(N, E));
+      st.computeGains();
+      for (let step = 0; step < 60; step++) {
+        // A move of expert e, tracked; gains of experts whose serving did not change must match.
+        const e = rng.int(E);
+        const m = rng.int(N);
+        const srvBefore = st.srv.slice();
+        st.trackGains = true;
+        if (!st.has[e * N + m]) st.addReplica(e, m);
+        else if (st.holders[e] > 1) st.dropReplica(e, m);
+        st.reserve(e);
+        st.trackGains = false;
+        st.commit();
+        const tracked = st.relGain.slice();
+        const trackedAdd = st.addGain.slice();
+        st.computeGains();
+        for (let f = 0; f < E; f++) {
+          let same = true;
+          for (let n = 0; n < N; n++) if (st.srv[n * E + f] !== srvBefore[n * E + f]) same = false;
+          if (!same) continue;
+          for (let j = f * N * N; j < (f + 1) * N * N; j++) expect(tracked[j]).toBeCloseTo(st.relGain[j], 9);
+          for (let j = f * N; j < (f + 1) * N; j++) expect(trackedAdd[j]).toBeCloseTo(st.addGain[j], 9);
+        }
+      }
+      // For a single-holder expert, the relocation gain is the exact change of the move.
+      for (let e = 0; e < E; e++) {
+        if (st.holders[e] !== 1) continue;
+        let a = 0;
+        while (!st.has[e * N + a]) a++;
+        for (let b = 0; b < N; b++) {
+          if (b === a) continue;
+          const mark = st.mark();
+          const before = st.cost;
+          st.addReplica(e, b);
+          st.dropReplica(e, a);
+          expect(st.cost - before).toBeCloseTo(st.relGain[(e * N + a) * N + b], 9);
+          st.rollback(mark);
+        }
+      }
+    });
+  }
+
+  it('FM refinement ends feasible, never worse than its start, with the cost equal to a full recomputation', () => {
+    for (const lowLatency of [false, true]) {
+      const rng = new Rng(lowLatency ? 5 : 4);
+      const N = 4;
+      const E = 16;
+      const prob = randomNodeProblem(rng, N, E, 4, 400, lowLatency);
+      const st = new NodeState(prob);
+      st.init(initialHas(N, E));
+      for (let d = 0; d < prob.dims; d++) {
+        let max = 0;
+        for (let m = 0; m < N; m++) max = Math.max(max, st.nodeLoad[m * prob.dims + d]);
+        prob.nodeCap[d] = max * 1.05;
+      }
+      prob.slotsPerNode = Math.max(prob.slotsPerNode, ...Array.from(st.slotsUsed));
+      st.init(initialHas(N, E));
+      const start = st.cost;
+      const stats = refineNodes(st, { passes: 10, lambda: 10 });
+      expect(st.feasible()).toBe(true);
+      expect(st.cost).toBeLessThanOrEqual(start + 1e-9);
+      expect(st.cost).toBeCloseTo(st.fullCost(), 9);
+      expect(stats.bestCost).toBeCloseTo(st.cost, 9);
+      expect(stats.moves).toBeGreaterThan(0);
+    }
   });
 });

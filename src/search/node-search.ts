@@ -103,6 +103,8 @@ export class NodeState {
     this.nodeLoad = new Float64Array(N * p.dims);
     this.slotsUsed = new Int32Array(N);
     this.scoreScratch = new Float64Array(N);
+    this.relGain = new Float64Array(E * N * N);
+    this.addGain = new Float64Array(E * N);
   }
 
   /** Slots expert e needs on node m given the load served there. */
@@ -242,12 +244,15 @@ export class NodeState {
     } else {
       const w = this.p.setW;
       const cnt = this.cnt;
+      const track = this.trackGains;
       for (let t = this.lStart[q], end = this.lStart[q + 1]; t < end; t++) {
         const i = this.lSet[t];
         const ia = i * N + a;
         const ib = i * N + b;
+        if (track) this.contribute(i, -1);
         if (--cnt[ia] === 0 && a !== n) this.cost -= w[i];
         if (cnt[ib]++ === 0 && b !== n) this.cost += w[i];
+        if (track) this.contribute(i, 1);
       }
     }
     this.moveLoad(q, e, a, -1);
@@ -272,7 +277,7 @@ export class NodeState {
    * Traffic added by serving (n, e) from node b instead of its current node, counting only the
    * arrival side (the departure side is the same for every b). Normal mode only.
    */
-  private arrivalCost(n: number, e: number, b: number): number {
+  arrivalCost(n: number, e: number, b: number): number {
     const q = n * this.E + e;
     if (b === n) return 0;
     if (this.p.lowLatency) return this.Ln[q];
@@ -287,10 +292,74 @@ export class NodeState {
     return s;
   }
 
+  /**
+   * Gain tables of the FM refinement (improve.ts), filled by `computeGains` and kept exact for
+   * every expert whose serving does not change while `trackGains` is on:
+   * - `relGain[(e*N+a)*N+b]`: estimated traffic change of moving the replica of e at node a to
+   *   node b, every source node served by a then served by b (locally when it is b). Exact when a
+   *   is e's only holder and b holds no replica of e; for b holding e it estimates dropping e at a.
+   * - `addGain[e*N+b]`: traffic change of a new replica of e at b serving b's own sources.
+   * In normal mode a set's contribution depends on which nodes serve its other experts, so
+   * `setServe` takes every touched set's contribution out before and puts it back after (only
+   * while `trackGains`); low-latency contributions depend on the expert alone.
+   */
+  readonly relGain: Float64Array;
+  readonly addGain: Float64Array;
+  trackGains = false;
+
+  /** Fill the gain tables from scratch. */
+  computeGains(): void {
+    const { N, E } = this;
+    const rel = this.relGain;
+    const add = this.addGain;
+    if (this.p.lowLatency) {
+      rel.fill(0);
+      add.fill(0);
+      for (let n = 0; n < N; n++) {
+        for (let e = 0; e < E; e++) {
+          const q = n * E + e;
+          const a = this.srv[q];
+          const L = this.Ln[q];
+          const base = (e * N + a) * N;
+          for (let b = 0; b < N; b++) if (b !== a) rel[base + b] += L * ((b !== n ? 1 : 0) - (a !== n ? 1 : 0));
+          if (a !== n) add[e * N + n] = -L;
+        }
+      }
+      return;
+    }
+    rel.fill(0);
+    add.fill(0);
+    for (let i = 0; i < this.K; i++) this.contribute(i, 1);
+  }
+
+  /** Add (sign 1) or take out (-1) set i's contribution to the gain tables of its experts. */
+  private contribute(i: number, sign: number): void {
+    const { N, E } = this;
+    const k = this.p.k;
+    const n = this.p.setSrc[i];
+    const w = sign * this.p.setW[i];
+    const row = i * N;
+    const rel = this.relGain;
+    for (let j = 0; j < k; j++) {
+      const g = this.p.setEx[i * k + j];
+      const a = this.srv[n * E + g];
+      const sole = a !== n && this.cnt[row + a] === 1;
+      if (sole) this.addGain[g * N + n] -= w;
+      const drop = sole ? w : 0;
+      const base = (g * N + a) * N;
+      for (let b = 0; b < N; b++) if (b !== a) rel[base + b] += (b !== n && this.cnt[row + b] === 0 ? w : 0) - drop;
+    }
+  }
+
   /** Best holder of e to serve source node n: local if held, else least arrival cost within cap. */
   bestServer(n: number, e: number): number {
     const N = this.N;
     if (this.has[e * N + n]) return n;
+    if (this.holders[e] === 1) {
+      let m = 0;
+      while (!this.has[e * N + m]) m++;
+      return m;
+    }
     const q = n * this.E + e;
     const a = this.srv[q];
     let best = -1;

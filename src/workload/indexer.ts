@@ -15,10 +15,19 @@ export interface IndexOptions {
   sampleTokens?: number;
   /** At most this many compressed sets per layer are kept (a seeded uniform sample beyond); 0 = none. */
   maxSets?: number;
+  /**
+   * Fraction of the requests (drawn by a seeded hash of the request id, so independent of the
+   * source GPU) kept out of `sets` as a validation split (`valSets`, `valLoad`); default 0. Only
+   * for traces of at least MIN_VALIDATION_REQUESTS requests (fewer make no useful split).
+   */
+  validation?: number;
   seed?: number;
 }
 
 export const DEFAULT_INDEX = { samples: 4, sampleTokens: 16384, maxSets: 262144 } as const;
+
+/** Fewest requests a trace needs for a validation split. */
+export const MIN_VALIDATION_REQUESTS = 100;
 
 /** Index an in-memory workload for `numGpus` source GPUs. */
 export function indexWorkload(workload: Workload, topK: number, numGpus: number, opts: IndexOptions = {}): WorkloadIndex {
@@ -41,6 +50,7 @@ export function indexWorkload(workload: Workload, topK: number, numGpus: number,
   const E = tr.numExperts;
   const k = tr.topK;
   const B = opts.samples ?? DEFAULT_INDEX.samples;
+  const val = tr.numRequests >= MIN_VALIDATION_REQUESTS ? validationMask(tr.request, tr.numTokens, opts.validation ?? 0, seed) : null;
   for (let l = 0; l < tr.numLayers; l++) {
     const expertLoad = new Float64Array(E);
     const sampleLoad = new Float64Array(B * E);
@@ -54,9 +64,15 @@ export function indexWorkload(workload: Workload, topK: number, numGpus: number,
         if (B > 0) sampleLoad[(r % B) * E + e] += w;
       }
     }
-    const { sets, sampled } =
-      maxSets > 0 ? capSets(compressTokenSets(tokenSetsOfLayer(tr, l, numGpus)), maxSets, new Rng(deriveSeed(seed, l, 2))) : { sets: emptySets(k), sampled: true };
-    layers.push({ expertLoad, sampleLoad, sets, sampled });
+    const all = tokenSetsOfLayer(tr, l, numGpus);
+    const [fit, held] = val ? splitSets(all, val) : [all, null];
+    const { sets, sampled } = maxSets > 0 ? capSets(compressTokenSets(fit), maxSets, new Rng(deriveSeed(seed, l, 2))) : { sets: emptySets(k), sampled: true };
+    const li: LayerIndex = { expertLoad, sampleLoad, sets, sampled };
+    if (held && maxSets > 0) {
+      li.valSets = capSets(compressTokenSets(held), maxSets, new Rng(deriveSeed(seed, l, 3))).sets;
+      li.valLoad = loadsOfSets(held, E);
+    }
+    layers.push(li);
   }
   return { numGpus, samples: B, estimated: false, layers };
 }
@@ -89,4 +105,53 @@ export function capSets(ts: TokenSets, max: number, rng: Rng): { sets: TokenSets
     },
     sampled: true,
   };
+}
+
+/** Hash threshold of a validation fraction (see `isValidation`). */
+export function validationLimit(fraction: number): number {
+  return fraction > 0 ? Math.round(Math.min(1, fraction) * 0x100000000) : 0;
+}
+
+/** Whether request r belongs to the validation split of `limit` (validationLimit). */
+export function isValidation(seed: number, request: number, limit: number): boolean {
+  return limit > 0 && deriveSeed(seed, request, 7) < limit;
+}
+
+/** [T] 1 for the tokens of validation requests (seeded hash of the request id), or null. */
+function validationMask(request: Uint32Array, n: number, fraction: number, seed: number): Uint8Array | null {
+  const limit = validationLimit(fraction);
+  if (limit === 0) return null;
+  const mask = new Uint8Array(n);
+  let any = false;
+  for (let t = 0; t < n; t++) {
+    if (isValidation(seed, request[t], limit)) {
+      mask[t] = 1;
+      any = true;
+    }
+  }
+  return any ? mask : null;
+}
+
+/** The tokens of `ts` outside and inside `mask`. */
+function splitSets(ts: TokenSets, mask: Uint8Array): [TokenSets, TokenSets] {
+  const part = (want: number): TokenSets => {
+    let n = 0;
+    for (let t = 0; t < ts.n; t++) if (mask[t] === want) n++;
+    const out: TokenSets = { n, k: ts.k, experts: new Uint16Array(n * ts.k), source: new Uint16Array(n), weight: new Float64Array(n) };
+    for (let t = 0, i = 0; t < ts.n; t++) {
+      if (mask[t] !== want) continue;
+      out.experts.set(ts.experts.subarray(t * ts.k, (t + 1) * ts.k), i * ts.k);
+      out.source[i] = ts.source[t];
+      out.weight[i++] = ts.weight[t];
+    }
+    return out;
+  };
+  return [part(0), part(1)];
+}
+
+/** [E] weighted (token, expert) pairs per expert. */
+function loadsOfSets(ts: TokenSets, E: number): Float64Array {
+  const load = new Float64Array(E);
+  for (let i = 0; i < ts.n; i++) for (let j = 0; j < ts.k; j++) load[ts.experts[i * ts.k + j]] += ts.weight[i];
+  return load;
 }

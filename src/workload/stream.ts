@@ -24,7 +24,7 @@ import { InputError, MoePlacerError } from '../errors.js';
 import { deriveSeed, Rng } from '../rng.js';
 import type { Model } from '../schemas.js';
 import type { LayerIndex, TokenSets, Trace, Workload, WorkloadIndex, WorkloadMeta } from '../types.js';
-import { DEFAULT_INDEX, type IndexOptions } from './indexer.js';
+import { DEFAULT_INDEX, isValidation, MIN_VALIDATION_REQUESTS, validationLimit, type IndexOptions } from './indexer.js';
 import { fsError, peekContent, readContent, ReadContext } from './io.js';
 import { checkTrace, MPT_MAGIC, mptChunkBytes, mptEndBytes, MptParser, mptPrefixBytes, type MptChunk, type MptHeader } from './mpt.js';
 
@@ -358,6 +358,38 @@ export class ChunkScratch {
 }
 
 /**
+ * Per chunk: which tokens belong to validation requests (`mark`), and the tokens of one part
+ * (0 = the others, 1 = validation) of a layer copied out contiguously (`take`). Buffers reused.
+ */
+class SplitScratch {
+  isVal = new Uint8Array(0);
+  ids = new Uint16Array(0);
+  src = new Uint16Array(0);
+  w = new Float64Array(0);
+
+  mark(request: Uint32Array, n: number, seed: number, limit: number): void {
+    if (this.isVal.length < n) this.isVal = new Uint8Array(n);
+    for (let t = 0; t < n; t++) this.isVal[t] = isValidation(seed, request[t], limit) ? 1 : 0;
+  }
+
+  take(ids: Uint16Array, src: Uint16Array, w: Float64Array, n: number, k: number, part: number): number {
+    if (this.src.length < n) {
+      this.ids = new Uint16Array(n * k);
+      this.src = new Uint16Array(n);
+      this.w = new Float64Array(n);
+    }
+    let m = 0;
+    for (let t = 0; t < n; t++) {
+      if (this.isVal[t] !== part) continue;
+      for (let j = 0; j < k; j++) this.ids[m * k + j] = ids[t * k + j];
+      this.src[m] = src[t];
+      this.w[m++] = w[t];
+    }
+    return m;
+  }
+}
+
+/**
  * Add tokens 0..n-1 of a layer chunk to `expertLoad [E]` and to `sampleLoad` at each token's row
  * offset (`rows [n]`, -1 = none), in token order. ids [n*k], w [n].
  */
@@ -426,6 +458,11 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
   const expertLoad = Array.from({ length: L }, () => new Float64Array(E));
   const sampleLoad = Array.from({ length: L }, () => new Float64Array(B * E));
   const tables = Array.from({ length: L }, () => new SetTable(k, maxSets));
+  // Validation split (IndexOptions.validation): its requests' tokens go to their own tables.
+  const valLimit = validationLimit(opts.validation ?? 0);
+  let valTables: SetTable[] | null = null;
+  const valLoad = Array.from({ length: valLimit > 0 ? L : 0 }, () => new Float64Array(E));
+  const split = new SplitScratch();
   const reservoir = new Reservoir(maxSets, L, k, new Rng(deriveSeed(seed, 0x57e, 4)));
   const scratch = new ChunkScratch();
   /** [R] offset of each request's row in sampleLoad, -1 = none (B = 0). */
@@ -439,6 +476,7 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
     model,
     (chunk, header) => {
       const n = chunk.n;
+      if (!rowOfRequest && valLimit > 0 && header.numRequests >= MIN_VALIDATION_REQUESTS) valTables = Array.from({ length: L }, () => new SetTable(k, maxSets));
       rowOfRequest ??= sampleRows(header.numRequests, E, B);
       scratch.fill(chunk, NG);
       const src = scratch.source;
@@ -448,11 +486,21 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
       const req = chunk.request;
       for (let t = 0; t < n; t++) rows[t] = rowOfRequest[req[t]];
       reservoir.add(chunk, src, wt);
+      if (valTables) split.mark(req, n, seed, valLimit);
       for (let l = 0; l < L; l++) {
         const ids = chunk.experts[l];
         addLoads(ids, n, k, wt, rows, expertLoad[l], sampleLoad[l]);
         const table = tables[l];
-        if (table.alive) table.add(ids, src, wt, n);
+        if (!valTables) {
+          if (table.alive) table.add(ids, src, wt, n);
+          continue;
+        }
+        for (let part = 0; part < 2; part++) {
+          const m = split.take(ids, src, wt, n, k, part);
+          if (part === 1) for (let t = 0; t < m; t++) for (let j = 0; j < k; j++) valLoad[l][split.ids[t * k + j]] += split.w[t];
+          const into = part === 0 ? table : valTables![l];
+          if (into.alive) into.add(split.ids, split.src, split.w, m);
+        }
       }
     },
     { onProgress: opts.onProgress },
@@ -460,11 +508,19 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
 
   const layers: LayerIndex[] = [];
   let order: Int32Array | null = null;
+  // (assigned inside the chunk callback, which TypeScript's narrowing does not see)
+  const vt = valTables as SetTable[] | null;
   for (let l = 0; l < L; l++) {
-    if (tables[l].alive) {
-      layers.push({ expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets: tables[l].sets(), sampled: false });
+    if (tables[l].alive && (!vt || vt[l].alive)) {
+      const li: LayerIndex = { expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets: tables[l].sets(), sampled: false };
+      if (vt) {
+        li.valSets = vt[l].sets();
+        li.valLoad = valLoad[l];
+      }
+      layers.push(li);
       continue;
     }
+    // Too many distinct sets: a sample of every token (no validation split for this layer).
     order ??= reservoir.order();
     // compressTokenSets of the kept tokens (SetTable gives the same sets, ids insertion-sorted)
     const kept = reservoir.layerSets(l, order);

@@ -1,0 +1,247 @@
+/**
+ * improve: k-way FM refinement of a node-level layout (NodeState) on the exact traffic of the cost
+ * model, with replication as first-class moves.
+ *
+ * A pass repeatedly applies the best move among the experts not yet moved in the pass, even when
+ * it makes things worse, locks the experts it moved, and at the end rolls back to the best prefix
+ * (the state's undo log makes that exact). Passes repeat while they improve. Moves:
+ * - relocate: the replica of e on node a goes to node b (b has a free slot);
+ * - swap: e on a and f on b trade nodes;
+ * - add: a new replica of e on node b (b has a free slot);
+ * - drop: a redundant replica of e on node a goes away (frees a slot for a later move).
+ * Every candidate gets an estimate from one sweep over the token sets of its expert
+ * (NodeState.relGain / addGain, tables kept up to date by every applied move); the best `shortlist` estimates are then scored exactly
+ * (applied, measured, rolled back). The objective is traffic + lambda x limit violation, and only
+ * layouts within every limit count as the best prefix once one is reached.
+ */
+import type { NodeState } from './node-search.js';
+
+export interface RefineOptions {
+  /** Passes at most. */
+  passes: number;
+  /** Price of one unit of limit violation (NodeState.violation) in traffic units. */
+  lambda: number;
+  /** Moves scored exactly per step (default 12). */
+  shortlist?: number;
+  /** Best relocations kept per ordered node pair to pair into swaps (default 4). */
+  swapWidth?: number;
+  /** Stop a pass after this many steps without a new best (default max(12, E/4)). */
+  stall?: number;
+  /** Stop when Date.now() passes this. */
+  deadline?: number;
+}
+
+export interface RefineStats {
+  passes: number;
+  moves: number;
+  evaluations: number;
+  startCost: number;
+  bestCost: number;
+}
+
+const RELOCATE = 0;
+const SWAP = 1;
+const ADD = 2;
+const DROP = 3;
+
+/** Candidate moves of one step, in preallocated typed arrays. */
+class Moves {
+  n = 0;
+  readonly kind: Int8Array;
+  readonly e: Int32Array;
+  readonly a: Int32Array;
+  readonly f: Int32Array;
+  readonly b: Int32Array;
+  readonly est: Float64Array;
+  constructor(cap: number) {
+    this.kind = new Int8Array(cap);
+    this.e = new Int32Array(cap);
+    this.a = new Int32Array(cap);
+    this.f = new Int32Array(cap);
+    this.b = new Int32Array(cap);
+    this.est = new Float64Array(cap);
+  }
+  push(kind: number, e: number, a: number, f: number, b: number, est: number): void {
+    if (this.n === this.kind.length) return;
+    const i = this.n++;
+    this.kind[i] = kind;
+    this.e[i] = e;
+    this.a[i] = a;
+    this.f[i] = f;
+    this.b[i] = b;
+    this.est[i] = est;
+  }
+}
+
+/** Apply move i of `mv` to the state (through its logged primitives). */
+function apply(st: NodeState, mv: Moves, i: number): void {
+  const e = mv.e[i];
+  const a = mv.a[i];
+  const b = mv.b[i];
+  switch (mv.kind[i]) {
+    case RELOCATE:
+      st.addReplica(e, b);
+      st.dropReplica(e, a);
+      st.reserve(e);
+      break;
+    case SWAP: {
+      const f = mv.f[i];
+      st.addReplica(e, b);
+      st.addReplica(f, a);
+      st.dropReplica(e, a);
+      st.dropReplica(f, b);
+      st.reserve(e);
+      st.reserve(f);
+      break;
+    }
+    case ADD:
+      st.addReplica(e, b);
+      st.reserve(e);
+      break;
+    default:
+      st.dropReplica(e, a);
+      st.reserve(e);
+  }
+}
+
+/**
+ * FM refinement of the state's current layout; leaves the best layout found in the state (with
+ * an empty undo log).
+ */
+export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
+  const { N, E } = st;
+  const cap = st.p.slotsPerNode;
+  const shortlist = opts.shortlist ?? 12;
+  const T = opts.swapWidth ?? 4;
+  const stall = opts.stall ?? Math.max(12, Math.ceil(E / 4));
+  const lambda = opts.lambda;
+  const mv = new Moves(E * N * (2 * N + 2) + N * N * T * T);
+  // Per ordered node pair (a, b): the T best relocation estimates a -> b and their experts.
+  const topE = new Int32Array(N * N * T);
+  const topG = new Float64Array(N * N * T);
+  const topN = new Int32Array(N * N);
+  const locked = new Uint8Array(E);
+  const rel = st.relGain;
+  const pick = new Int32Array(shortlist);
+  const objective = (): number => st.cost + lambda * st.violation();
+  st.commit();
+  const startCost = st.cost;
+  let evaluations = 0;
+  let moves = 0;
+  let pass = 0;
+  for (; pass < opts.passes; pass++) {
+    if (opts.deadline !== undefined && Date.now() > opts.deadline) break;
+    locked.fill(0);
+    st.computeGains();
+    const passStart = objective();
+    let bestObj = passStart;
+    let bestFeasible = st.violation() === 0;
+    let bestMark = st.mark();
+    let sinceBest = 0;
+    for (let step = 0; step < E && sinceBest < stall; step++) {
+      if ((step & 7) === 7 && opts.deadline !== undefined && Date.now() > opts.deadline) break;
+      mv.n = 0;
+      topN.fill(0);
+      for (let e = 0; e < E; e++) {
+        if (locked[e]) continue;
+        const many = st.holders[e] > 1;
+        let dropBest = Infinity;
+        let dropAt = -1;
+        for (let a = 0; a < N; a++) {
+          if (!st.has[e * N + a]) continue;
+          const off = (e * N + a) * N;
+          for (let b = 0; b < N; b++) {
+            if (b === a) continue;
+            if (st.has[e * N + b]) {
+              // a's sources served by b instead: the estimate of dropping e from a.
+              if (many && rel[off + b] < dropBest) {
+                dropBest = rel[off + b];
+                dropAt = a;
+              }
+              continue;
+            }
+            if (st.slotsUsed[b] < cap) mv.push(RELOCATE, e, a, -1, b, rel[off + b]);
+            // Keep the T best a -> b relocations for swaps (insertion into a short sorted list).
+            const pr = a * N + b;
+            let len = topN[pr];
+            if (len < T || rel[off + b] < topG[pr * T + len - 1]) {
+              if (len < T) len = ++topN[pr];
+              let j = len - 1;
+              while (j > 0 && topG[pr * T + j - 1] > rel[off + b]) {
+                topG[pr * T + j] = topG[pr * T + j - 1];
+                topE[pr * T + j] = topE[pr * T + j - 1];
+                j--;
+              }
+              topG[pr * T + j] = rel[off + b];
+              topE[pr * T + j] = e;
+            }
+          }
+        }
+        if (dropAt >= 0) mv.push(DROP, e, dropAt, -1, -1, dropBest);
+        for (let b = 0; b < N; b++) if (!st.has[e * N + b] && st.slotsUsed[b] < cap) mv.push(ADD, e, -1, -1, b, st.addGain[e * N + b]);
+      }
+      for (let a = 0; a < N; a++) {
+        for (let b = a + 1; b < N; b++) {
+          const ab = a * N + b;
+          const ba = b * N + a;
+          for (let x = 0; x < topN[ab]; x++) {
+            for (let y = 0; y < topN[ba]; y++) {
+              const e = topE[ab * T + x];
+              const f = topE[ba * T + y];
+              if (e !== f) mv.push(SWAP, e, a, f, b, topG[ab * T + x] + topG[ba * T + y]);
+            }
+          }
+        }
+      }
+      if (mv.n === 0) break;
+      // Shortlist the best estimates, score them exactly.
+      let m = 0;
+      for (let i = 0; i < mv.n; i++) {
+        if (m < shortlist) m++;
+        else if (mv.est[i] >= mv.est[pick[m - 1]]) continue;
+        let j = m - 1;
+        while (j > 0 && mv.est[pick[j - 1]] > mv.est[i]) {
+          pick[j] = pick[j - 1];
+          j--;
+        }
+        pick[j] = i;
+      }
+      const before = objective();
+      let choice = -1;
+      let choiceObj = Infinity;
+      for (let x = 0; x < m; x++) {
+        const mark = st.mark();
+        apply(st, mv, pick[x]);
+        const o = objective();
+        evaluations++;
+        st.rollback(mark);
+        if (o < choiceObj - 1e-9 * Math.abs(before)) {
+          choiceObj = o;
+          choice = pick[x];
+        }
+      }
+      if (choice < 0) break;
+      st.trackGains = true;
+      apply(st, mv, choice);
+      st.trackGains = false;
+      moves++;
+      locked[mv.e[choice]] = 1;
+      if (mv.kind[choice] === SWAP) locked[mv.f[choice]] = 1;
+      const feasible = st.violation() === 0;
+      const obj = objective();
+      if ((feasible && !bestFeasible) || ((feasible || !bestFeasible) && obj < bestObj - 1e-9 * Math.abs(bestObj))) {
+        bestObj = obj;
+        bestFeasible = feasible;
+        bestMark = st.mark();
+        sinceBest = 0;
+      } else sinceBest++;
+    }
+    st.rollback(bestMark);
+    st.commit();
+    if (!(bestObj < passStart - 1e-9 * Math.abs(passStart))) {
+      pass++;
+      break;
+    }
+  }
+  return { passes: pass, moves, evaluations, startCost, bestCost: st.cost };
+}
