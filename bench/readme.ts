@@ -101,15 +101,28 @@ export const VIEWS: Record<string, ViewSpec> = {
       },
     ],
   },
-  traffic: {
+  search: {
     defaults: { split: PARITY_SPLIT },
-    note: 'Real DeepSeek-V2-Lite traces: fitted on {fitTokens} tokens, scored on {heldTokens}; {workers} workers.',
-    tables: [{ rows: 'rows', key: ['shape', 'mode', 'method'], runs: 1, columns: TRAFFIC_COLUMNS }],
-  },
-  metis: {
-    defaults: { split: PARITY_SPLIT, workers: 2 },
-    note: 'Real DeepSeek-V2-Lite traces, normal mode; METIS = `{metis.tool} {metis.args}` (vertex weight {metis.vertexWeight}, edge weight {metis.edgeWeight}); `optimize` with {workers} workers.',
-    tables: [{ rows: 'rows', key: ['shape', 'mode', 'method'], runs: 1, columns: TRAFFIC_COLUMNS }],
+    note: 'Real DeepSeek-V2-Lite traces: fitted on {fitTokens} tokens, scored on {heldTokens}; {workers} workers; METIS at ufactor {metisFactors}. Default = `optimize` at eps 0.02. Frontier dominated = every METIS point has one of ours with fewer held-out inter-node bytes and at least its balancedness. Lower bound = inter-node bytes no placement of the shape can go below on the held-out tokens.',
+    tables: [
+      {
+        rows: 'summary',
+        key: ['shape', 'mode'],
+        runs: 1,
+        columns: [
+          ['shape', 'shape (nodes x GPUs x slots)'],
+          ['mode'],
+          ['default vs eplb %', 'default: inter-node vs EPLB', '+1%'],
+          ['default bal - eplb', 'default: balancedness - EPLB', '+3'],
+          ['default wall s', 'default: wall s', '1'],
+          ['best within 0.01 of eplb bal %', 'ours best within 0.01 of EPLB balancedness', '+1%'],
+          ['best metis vs eplb %', 'METIS best', '+1%'],
+          ['metis frontier dominated', 'METIS frontier dominated'],
+          ['lower bound GB', 'lower bound GB', '2'],
+        ],
+      },
+      { rows: 'rows', key: ['shape', 'mode', 'method'], runs: 1, columns: TRAFFIC_COLUMNS },
+    ],
   },
   'v3-scale': {
     defaults: { split: PARITY_SPLIT, workers: 2 },

@@ -49,6 +49,18 @@ for (const sc of scenarios) {
     ['eplb', async () => (await eplbSolver.solve(input)).placement],
     ['ours balance', async () => (await optimize({ ...input, objective: 'balance' })).placement],
     ['ours traffic', async () => (await optimize(input)).placement],
+    // The traffic objective at EPLB's balance: eps = EPLB's max/mean over ours (balance objective)
+    // on the fitted half, less 1, so EPLB's own layout is within the cap.
+    [
+      "ours traffic at EPLB's balance",
+      async () => {
+        const fitScore = (p: Placement) => evaluate({ model, cluster, placement: p, workload: W(fitTrace), options: { mode: sc.mode } });
+        const ep = fitScore((await eplbSolver.solve(input)).placement);
+        const ours = fitScore((await optimize({ ...input, objective: 'balance' })).placement);
+        const eps = Math.max(0.02, ep.maxOverMean / ours.maxOverMean - 1);
+        return (await optimize({ ...input, eps })).placement;
+      },
+    ],
     ['ours time', async () => (await optimize({ ...input, objective: 'time' })).placement],
   ];
   for (const [method, run] of methods) {

@@ -136,7 +136,7 @@ const SPECS: Record<string, CommandSpec> = {
     summary: 'plan DeepSeek-V3 on 4 x 8 H800 for a synthetic trace with EPLB and optimize, and compare them on held-out requests',
     usage: 'demo [--tokens N] [--seed N] [--time-limit SEC] [--workers N] [--out DIR] [--json]',
     flags: {
-      tokens: { kind: posInt, help: 'synthetic tokens (default 16384)' },
+      tokens: { kind: posInt, help: 'synthetic tokens (default 131072: one EP32 prefill step)' },
       seed: { kind: nonNegInt, help: 'seed of the trace and the solvers (default 1)' },
       'time-limit': { kind: posNumber, help: 'budget of the optimize search in seconds (default 15)' },
       workers: { kind: posInt, help: 'worker threads (default 2)' },
@@ -583,7 +583,8 @@ const runDemo: Runner = async (f, ctx) => {
   const started = performance.now();
   const model = resolveModel('deepseek-v3');
   const cluster = resolveCluster('h800-4x8', model);
-  const tokens = (f.tokens as number | undefined) ?? 16384;
+  // One realistic EP32 prefill step: 32 GPUs x 4096 tokens.
+  const tokens = (f.tokens as number | undefined) ?? 131072;
   const seed = (f.seed as number | undefined) ?? 1;
   const timeLimit = (f['time-limit'] as number | undefined) ?? 15;
   const workers = (f.workers as number | undefined) ?? 2;

@@ -63,6 +63,26 @@ function initialHas(N: number, E: number): Uint8Array {
   return has;
 }
 
+/**
+ * A random 4-node, 16-expert state started from `initialHas`, with node caps 5% above the start's
+ * node loads (so the start is feasible and the caps bind) and room for its slots.
+ */
+function bindingState(rng: Rng, lowLatency: boolean): NodeState {
+  const N = 4;
+  const E = 16;
+  const prob = randomNodeProblem(rng, N, E, 4, 400, lowLatency);
+  const st = new NodeState(prob);
+  st.init(initialHas(N, E));
+  for (let d = 0; d < prob.dims; d++) {
+    let max = 0;
+    for (let m = 0; m < N; m++) max = Math.max(max, st.nodeLoad[m * prob.dims + d]);
+    prob.nodeCap[d] = max * 1.05;
+  }
+  prob.slotsPerNode = Math.max(prob.slotsPerNode, ...Array.from(st.slotsUsed));
+  st.init(initialHas(N, E));
+  return st;
+}
+
 describe('node-level search', () => {
   for (const lowLatency of [false, true]) {
     it(`keeps the incremental cost equal to a full recomputation (${lowLatency ? 'low-latency' : 'normal'})`, () => {
@@ -105,20 +125,7 @@ describe('node-level search', () => {
   }
 
   it('annealing never returns a worse feasible layout than its start', () => {
-    const rng = new Rng(3);
-    const N = 4;
-    const E = 16;
-    const prob = randomNodeProblem(rng, N, E, 4, 400, false);
-    const st = new NodeState(prob);
-    st.init(initialHas(N, E));
-    // Caps 5% above the start's node loads, so the start is feasible and the caps bind.
-    for (let d = 0; d < prob.dims; d++) {
-      let max = 0;
-      for (let m = 0; m < N; m++) max = Math.max(max, st.nodeLoad[m * prob.dims + d]);
-      prob.nodeCap[d] = max * 1.05;
-    }
-    prob.slotsPerNode = Math.max(prob.slotsPerNode, ...Array.from(st.slotsUsed));
-    st.init(initialHas(N, E));
+    const st = bindingState(new Rng(3), false);
     const start = st.cost;
     expect(st.feasible()).toBe(true);
     const stats = searchNodes(st, { iterations: 3000, rng: new Rng(1) });
@@ -290,19 +297,7 @@ describe('optimize', () => {
 
   it('FM refinement ends feasible, never worse than its start, with the cost equal to a full recomputation', () => {
     for (const lowLatency of [false, true]) {
-      const rng = new Rng(lowLatency ? 5 : 4);
-      const N = 4;
-      const E = 16;
-      const prob = randomNodeProblem(rng, N, E, 4, 400, lowLatency);
-      const st = new NodeState(prob);
-      st.init(initialHas(N, E));
-      for (let d = 0; d < prob.dims; d++) {
-        let max = 0;
-        for (let m = 0; m < N; m++) max = Math.max(max, st.nodeLoad[m * prob.dims + d]);
-        prob.nodeCap[d] = max * 1.05;
-      }
-      prob.slotsPerNode = Math.max(prob.slotsPerNode, ...Array.from(st.slotsUsed));
-      st.init(initialHas(N, E));
+      const st = bindingState(new Rng(lowLatency ? 5 : 4), lowLatency);
       const start = st.cost;
       const stats = refineNodes(st, { passes: 10, lambda: 10 });
       expect(st.feasible()).toBe(true);

@@ -26,18 +26,18 @@ describe.skipIf(!existsSync(RESULTS))('README.md results blocks', () => {
 
 describe('renderer', () => {
   const traffic = (rows: Record<string, unknown>[], extra: Record<string, unknown> = {}): Results => ({
-    traffic: { bench: 'traffic', date: '2026-12-01T10:00:00.000Z', fitTokens: 10, heldTokens: 12, workers: 2, rows, ...extra },
+    search: { bench: 'search', date: '2026-12-01T10:00:00.000Z', fitTokens: 10, heldTokens: 12, workers: 2, rows, ...extra },
   });
 
   it('shows configured columns only, "-" for a cell a row lacks, and drops a column no row has', () => {
     const block = renderBlock(
-      'traffic',
+      'search',
       traffic([
         { shape: '4x2x10', mode: 'normal', method: 'eplb', 'inter-node GB': 21.17, 'vs eplb %': 0, balancedness: 0.918, 'bal - eplb': 0, 'wall s': 0.04, 'brand new column': 7 },
         { shape: '4x2x10', mode: 'normal', method: 'metis', 'inter-node GB': 17, 'vs eplb %': -19.7, balancedness: 0.919, 'bal - eplb': 0.001, 'wall s': 3.2, 'gap to bound %': 12.34 },
       ]),
     );
-    expect(block).toContain('`bench/results/traffic.json`');
+    expect(block).toContain('`bench/results/search.json`');
     expect(block).toContain('dated 2026-12-01');
     expect(block).toContain('Split: held-out: fitted on the even-numbered requests');
     expect(block).toContain('Times: 1 run each.');
@@ -46,37 +46,37 @@ describe('renderer', () => {
     expect(block).toContain('| 4x2x10 | normal | eplb | 21.17 | 0.0% | 0.918 | 0.000 | - | 0.04 |');
     expect(block).toContain('| 4x2x10 | normal | metis | 17.00 | -19.7% | 0.919 | +0.001 | 12.3% | 3.20 |');
     expect(block).not.toContain('intra-node'); // not configured
-    const noGap = renderBlock('traffic', traffic([{ shape: '2x4x10', method: 'ours', 'wall s': 1 }]));
+    const noGap = renderBlock('search', traffic([{ shape: '2x4x10', method: 'ours', 'wall s': 1 }]));
     expect(noGap).not.toContain('gap to bound');
     expect(noGap).not.toContain('| mode |');
   });
 
   it('takes the split from the JSON when it has one', () => {
-    expect(renderBlock('traffic', traffic([{ shape: 'a', method: 'b' }], { split: 'in-sample: test' }))).toContain('Split: in-sample: test.');
+    expect(renderBlock('search', traffic([{ shape: 'a', method: 'b' }], { split: 'in-sample: test' }))).toContain('Split: in-sample: test.');
   });
 
   it('merges repeated runs into their median and says so', () => {
     const runs = [3, 1, 2].map((w) => ({ shape: '4x2x10', mode: 'normal', method: 'ours', 'wall s': w, 'vs eplb %': -10 }));
-    const block = renderBlock('traffic', traffic([...runs, { shape: '4x2x10', mode: 'normal', method: 'eplb', 'wall s': 0.5, 'vs eplb %': 0 }]));
+    const block = renderBlock('search', traffic([...runs, { shape: '4x2x10', mode: 'normal', method: 'eplb', 'wall s': 0.5, 'vs eplb %': 0 }]));
     expect(block).toContain('| 4x2x10 | normal | ours | -10.0% | 2.00 | median of 3 |');
     expect(block).toContain('| 4x2x10 | normal | eplb | 0.0% | 0.50 | 1 run |');
-    const same = renderBlock('traffic', traffic(runs));
+    const same = renderBlock('search', traffic(runs));
     expect(same).toContain('Times: median of 3 runs.');
   });
 
   it('names a missing result and a missing date plainly', () => {
-    expect(renderBlock('traffic', {})).toContain('`bench/results/traffic.json` is absent');
-    expect(renderBlock('traffic', { traffic: { rows: [{ shape: 'x', method: 'y' }] } })).toContain('no date recorded in the file');
+    expect(renderBlock('search', {})).toContain('`bench/results/search.json` is absent');
+    expect(renderBlock('search', { search: { rows: [{ shape: 'x', method: 'y' }] } })).toContain('no date recorded in the file');
   });
 
   it('rewrites only the marked regions and rejects broken markers', () => {
-    const text = 'intro 1.8 s\n<!-- results:traffic -->\nold 8.7 s\n<!-- /results:traffic -->\ntail\n';
+    const text = 'intro 1.8 s\n<!-- results:search -->\nold 8.7 s\n<!-- /results:search -->\ntail\n';
     const out = renderReadme(text, traffic([{ shape: '8x1x10', mode: 'low-latency', method: 'eplb', 'wall s': 0.02 }]));
-    expect(out.startsWith('intro 1.8 s\n<!-- results:traffic -->\n_Source:')).toBe(true);
-    expect(out.endsWith('\n<!-- /results:traffic -->\ntail\n')).toBe(true);
+    expect(out.startsWith('intro 1.8 s\n<!-- results:search -->\n_Source:')).toBe(true);
+    expect(out.endsWith('\n<!-- /results:search -->\ntail\n')).toBe(true);
     expect(out).not.toContain('old 8.7 s');
     expect(renderReadme(out, traffic([{ shape: '8x1x10', mode: 'low-latency', method: 'eplb', 'wall s': 0.02 }]))).toBe(out);
-    expect(() => renderReadme('<!-- results:traffic -->\n', {})).toThrow(/markers/);
+    expect(() => renderReadme('<!-- results:search -->\n', {})).toThrow(/markers/);
     expect(() => renderReadme('<!-- results:nosuch -->\n<!-- /results:nosuch -->', {})).toThrow(/nosuch/);
   });
 

@@ -25,14 +25,19 @@ export interface Layout {
 }
 
 /**
- * Load vectors of a layer: dimension 0 = planned load, 1..B = request samples. Chunk (s, e)
- * carries sourceLoad[s*E+e] when the tokens' sources are known (traces), else expertLoad[e] / NG
- * (counts: every source sends e an equal share), and sampleLoad[b*E+e] / NG. `mean[d]` = mean GPU
+ * Load vectors of a layer. Without known sources (counts): dimension 0 = expected load, every
+ * source sending expert e an equal share expertLoad[e] / NG. With a trace's per-source demand
+ * (`sourceLoad [NG*E]`): dimension 0 = that realized demand (the fitted tokens as the evaluator
+ * counts them: the contract), dimension 1 = the expected share, so that a packing balanced in both
+ * neither breaks the contract on the fitted tokens nor piles up (source, expert) pairs the fitted
+ * tokens happen not to use. Then the request samples, sampleLoad[b*E+e] / NG. `mean[d]` = mean GPU
  * load of dim d.
  */
 export class LoadVectors {
   readonly D: number;
   readonly mean: Float64Array;
+  /** First request-sample dimension. */
+  private readonly firstSample: number;
   constructor(
     readonly expertLoad: Float64Array,
     readonly sampleLoad: Float64Array,
@@ -41,18 +46,22 @@ export class LoadVectors {
   ) {
     const E = expertLoad.length;
     const B = sampleLoad.length / E;
-    this.D = 1 + B;
+    this.firstSample = sourceLoad ? 2 : 1;
+    this.D = this.firstSample + B;
     this.mean = new Float64Array(this.D);
     for (let e = 0; e < E; e++) this.mean[0] += expertLoad[e];
-    for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) this.mean[1 + b] += sampleLoad[b * E + e];
+    if (sourceLoad) this.mean[1] = this.mean[0];
+    for (let b = 0; b < B; b++) for (let e = 0; e < E; e++) this.mean[this.firstSample + b] += sampleLoad[b * E + e];
     for (let d = 0; d < this.D; d++) this.mean[d] /= numGpus;
   }
   /** Write chunk (s, e)'s vector to out[off..off+D). */
   write(s: number, e: number, out: Float64Array, off: number): void {
     const E = this.expertLoad.length;
     const NG = this.numGpus;
-    out[off] = this.sourceLoad ? this.sourceLoad[s * E + e] : this.expertLoad[e] / NG;
-    for (let d = 1; d < this.D; d++) out[off + d] = this.sampleLoad[(d - 1) * E + e] / NG;
+    const share = this.expertLoad[e] / NG;
+    out[off] = this.sourceLoad ? this.sourceLoad[s * E + e] : share;
+    if (this.sourceLoad) out[off + 1] = share;
+    for (let d = this.firstSample; d < this.D; d++) out[off + d] = this.sampleLoad[(d - this.firstSample) * E + e] / NG;
   }
   /** Largest GPU load per dimension of a layout: [D]. */
   maxima(dispatch: Int32Array, S: number): Float64Array {

@@ -44,7 +44,10 @@ const SWAP = 1;
 const ADD = 2;
 const DROP = 3;
 
-/** Candidate moves of one step, in preallocated typed arrays. */
+/**
+ * The best `cap` candidate moves of one step by estimate (ascending), in preallocated typed arrays;
+ * a candidate no better than all kept ones when full is dropped.
+ */
 class Moves {
   n = 0;
   readonly kind: Int8Array;
@@ -53,7 +56,7 @@ class Moves {
   readonly f: Int32Array;
   readonly b: Int32Array;
   readonly est: Float64Array;
-  constructor(cap: number) {
+  constructor(readonly cap: number) {
     this.kind = new Int8Array(cap);
     this.e = new Int32Array(cap);
     this.a = new Int32Array(cap);
@@ -62,8 +65,16 @@ class Moves {
     this.est = new Float64Array(cap);
   }
   push(kind: number, e: number, a: number, f: number, b: number, est: number): void {
-    if (this.n === this.kind.length) return;
-    const i = this.n++;
+    if (this.n === this.cap && est >= this.est[this.n - 1]) return;
+    let i = this.n < this.cap ? this.n++ : this.n - 1;
+    for (; i > 0 && this.est[i - 1] > est; i--) {
+      this.kind[i] = this.kind[i - 1];
+      this.e[i] = this.e[i - 1];
+      this.a[i] = this.a[i - 1];
+      this.f[i] = this.f[i - 1];
+      this.b[i] = this.b[i - 1];
+      this.est[i] = this.est[i - 1];
+    }
     this.kind[i] = kind;
     this.e[i] = e;
     this.a[i] = a;
@@ -115,14 +126,13 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
   const T = opts.swapWidth ?? 4;
   const stall = opts.stall ?? Math.max(12, Math.ceil(E / 4));
   const lambda = opts.lambda;
-  const mv = new Moves(E * N * (2 * N + 2) + N * N * T * T);
+  const mv = new Moves(shortlist);
   // Per ordered node pair (a, b): the T best relocation estimates a -> b and their experts.
   const topE = new Int32Array(N * N * T);
   const topG = new Float64Array(N * N * T);
   const topN = new Int32Array(N * N);
   const locked = new Uint8Array(E);
   const rel = st.relGain;
-  const pick = new Int32Array(shortlist);
   const objective = (): number => st.cost + lambda * st.violation();
   st.commit();
   const startCost = st.cost;
@@ -194,30 +204,19 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
         }
       }
       if (mv.n === 0) break;
-      // Shortlist the best estimates, score them exactly.
-      let m = 0;
-      for (let i = 0; i < mv.n; i++) {
-        if (m < shortlist) m++;
-        else if (mv.est[i] >= mv.est[pick[m - 1]]) continue;
-        let j = m - 1;
-        while (j > 0 && mv.est[pick[j - 1]] > mv.est[i]) {
-          pick[j] = pick[j - 1];
-          j--;
-        }
-        pick[j] = i;
-      }
+      // The shortlist (the best estimates) is scored exactly.
       const before = objective();
       let choice = -1;
       let choiceObj = Infinity;
-      for (let x = 0; x < m; x++) {
+      for (let x = 0; x < mv.n; x++) {
         const mark = st.mark();
-        apply(st, mv, pick[x]);
+        apply(st, mv, x);
         const o = objective();
         evaluations++;
         st.rollback(mark);
         if (o < choiceObj - 1e-9 * Math.abs(before)) {
           choiceObj = o;
-          choice = pick[x];
+          choice = x;
         }
       }
       if (choice < 0) break;

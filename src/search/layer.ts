@@ -151,9 +151,11 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
     for (const ts of sets) if (ts) accumulateLayer(acc, ts, lay.phy2log, lay.dispatch, E, task.mode);
     return finishLayer(acc, task.layer, task.model, task.cluster, costOpts);
   };
-  // Planned loads: with a trace, the fitted tokens' own per-source demand (so the contract holds
-  // on them as evaluated); from counts, equal shares of the exact expert loads.
-  const lv = task.estimated
+  // Planned loads: with a trace's token sets, the fitted tokens' own per-source demand (so the
+  // contract holds on them as evaluated); from counts, or with loads only (objective balance),
+  // equal shares of the exact expert loads.
+  const known = !task.estimated && tokens.n > 0;
+  const lv = !known
     ? new LoadVectors(task.expertLoad, task.sampleLoad, shape.numGpus)
     : ((l) => new LoadVectors(l.expertLoad, task.sampleLoad, shape.numGpus, l.sourceLoad))(sourceLoads(val ? [tokens, val] : [tokens], E, shape.numGpus));
   const layouts: Layout[] = [];
@@ -166,8 +168,9 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
     const v = val ? metricsOn(lay, [val]) : null;
     const c: LayerCandidate = {
       name,
-      // Counts-only sets are drawn tokens: the planned loads are the exact ones.
-      maxLoad: task.estimated ? max[0] : fit.maxLoad,
+      // Counts-only sets are drawn tokens (and the balance objective has none): the planned
+      // loads are the exact ones.
+      maxLoad: known ? fit.maxLoad : max[0],
       interNodeBytes: fit.interNodeBytes,
       intraNodeBytes: fit.intraNodeBytes,
       timeSeconds: fit.timeSeconds,
@@ -182,10 +185,8 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
 
   // 1. Balanced candidates: our packing, and EPLB's layout where its replicas sit on distinct GPUs.
   add('balance', balanceLayout(E, shape, lv));
-  const eplb = eplbPlacement([lv.expertLoad], E, shape, task.model.groups ?? 1);
-  if (replicasOnDistinctGpus(eplb.phy2log[0], shape.numGpus, S)) {
-    add('eplb', { phy2log: eplb.phy2log[0], dispatch: defaultDispatch(eplb.phy2log[0], E, shape), maxLoad: 0 });
-  }
+  const eplb = eplbPlacement([lv.expertLoad], E, shape, task.model.groups ?? 1).phy2log[0];
+  if (spreadReplicas(eplb, shape)) add('eplb', { phy2log: eplb, dispatch: defaultDispatch(eplb, E, shape), maxLoad: 0 });
   const ref = candidates.length > 1 && candidates[1].maxLoad < candidates[0].maxLoad ? 1 : 0;
   const M = candidates[ref].maxLoad;
   const balancedPlanned = planned[0].map((x, d) => Math.min(x, ...planned.map((p) => p[d])));
@@ -207,7 +208,7 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
     const nodeLoads = lv.nodeLoads(shape.nodes, G);
     // 2. Starts.
     const starts: NodeStart[] = [
-      nodeStartFrom(layouts[0].phy2log, layouts[0].dispatch, E, shape),
+      ...layouts.map((lay) => nodeStartFrom(lay.phy2log, lay.dispatch, E, shape)),
       { has: communityStart(communities(tokens, E, task.model.groups, task.seed), lv.expertLoad, shape.nodes, slotsPerNode(0)) },
       { has: growingStart(tokens, lv.expertLoad, shape.nodes, slotsPerNode(0)) },
     ];
@@ -231,12 +232,13 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
           nodeCap: caps.map((c) => G * c * theta),
           gpuCap: caps[0],
         });
-        // 3. Improve every start (and restarts); the best feasible end wins. Retries continue
-        // from the previous best under the tighter cap.
+        // 3. Improve every start (and restarts); each end is packed and scored as a candidate
+        // (4.). Retries continue from the least violating end under a tighter cap, with limits
+        // priced higher, when no end met the contract.
         const runs = attempt === 0 ? from.length + task.restarts : 1;
-        // Limits are priced higher on every retry, so that the search reaches the tighter cap.
         const price = lambda * Math.pow(10, attempt);
-        let best: { has: Uint8Array; srv: Int32Array; cost: number; viol: number } | null = null;
+        let retry: { has: Uint8Array; srv: Int32Array; cost: number; viol: number } | null = null;
+        let met = false;
         for (let r = 0; r < runs; r++) {
           st.init(from[r % from.length].has, from[r % from.length].srv);
           if (task.iterations > 0 || r >= from.length) {
@@ -245,19 +247,16 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
             proposals += searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline, temperature }).proposals;
           }
           moves += refineNodes(st, { passes: task.refinePasses, lambda: price, deadline: task.deadline }).moves;
-          // The best feasible end; without one, the least violation (packing may still fit).
+          // 4. Dispatch: serving LP, then packing inside the nodes.
+          if (task.lpDispatch) lpChanged += (await lpServe(st, price)).changed;
           const viol = st.violation();
-          if (!best || viol < best.viol || (viol === best.viol && st.cost < best.cost)) best = { has: st.has.slice(), srv: st.srv.slice(), cost: st.cost, viol };
+          if (!retry || viol < retry.viol || (viol === retry.viol && st.cost < retry.cost)) retry = { has: st.has.slice(), srv: st.srv.slice(), cost: st.cost, viol };
+          const c = add(`traffic eps=${eps} theta=${theta.toFixed(3)} start=${r}`, packNodes(st, E, shape, lv, caps));
+          c.feasible = planned[planned.length - 1].every((x, d) => x <= caps[d] * (1 + 1e-9)) && c.maxLoad <= limit * (1 + 1e-9);
+          met ||= c.feasible;
         }
-        st.init(best!.has, best!.srv);
-        // 4. Dispatch: serving LP, then packing inside the nodes.
-        if (task.lpDispatch) lpChanged += (await lpServe(st, price)).changed;
-        const lay = packNodes(st, E, shape, lv, caps);
-        const c = add(`traffic eps=${eps} theta=${theta.toFixed(3)}`, lay);
-        const max = planned[planned.length - 1];
-        c.feasible = max.every((x, d) => x <= caps[d] * (1 + 1e-9)) && c.maxLoad <= limit * (1 + 1e-9);
-        if (c.feasible) break;
-        from = [{ has: st.has.slice(), srv: st.srv.slice() }];
+        if (met) break;
+        from = [retry!];
       }
     }
   }
@@ -299,12 +298,40 @@ function nodeSets(tokens: TokenSets, gpusPerNode: number, maxSets: number, rng: 
   return { setSrc: Int32Array.from(sets.source), setW: sets.weight, setEx: sets.experts };
 }
 
-/** No GPU holds two replicas of one expert (EPLB may do so; moe-placer's plans never do). */
-function replicasOnDistinctGpus(phy2log: Int32Array, numGpus: number, S: number): boolean {
-  for (let g = 0; g < numGpus; g++) {
+/**
+ * Make a layout hold no two replicas of one expert on one GPU (EPLB may place them so; moe-placer's
+ * plans never do) by swapping a duplicate with a slot of another GPU, of the same node first, that
+ * can take it; in place. Node contents stay the same when the node has such a slot. Returns false
+ * when some duplicate cannot be moved.
+ */
+function spreadReplicas(phy2log: Int32Array, shape: Shape): boolean {
+  const { numGpus: NG, slotsPerGpu: S, gpusPerNode: G } = shape;
+  const holds = (g: number, e: number): boolean => {
+    for (let i = 0; i < S; i++) if (phy2log[g * S + i] === e) return true;
+    return false;
+  };
+  for (let g = 0; g < NG; g++) {
     for (let i = 0; i < S; i++) {
       const e = phy2log[g * S + i];
-      for (let j = i + 1; j < S; j++) if (e >= 0 && phy2log[g * S + j] === e) return false;
+      if (e < 0) continue;
+      let dup = false;
+      for (let j = 0; j < i; j++) if (phy2log[g * S + j] === e) dup = true;
+      if (!dup) continue;
+      let done = false;
+      const node = Math.floor(g / G);
+      // Other GPUs of the node first, then the rest of the cluster.
+      for (let t = 1; t < G + NG && !done; t++) {
+        const h = t < G ? node * G + ((g - node * G + t) % G) : (g + t - G + 1) % NG;
+        if ((t >= G && Math.floor(h / G) === node) || holds(h, e)) continue;
+        for (let x = 0; x < S && !done; x++) {
+          const f = phy2log[h * S + x];
+          if (f === e || (f >= 0 && holds(g, f))) continue;
+          phy2log[h * S + x] = e;
+          phy2log[g * S + i] = f;
+          done = true;
+        }
+      }
+      if (!done) return false;
     }
   }
   return true;

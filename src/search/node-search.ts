@@ -68,7 +68,6 @@ export class NodeState {
   cost = 0;
   private undo: Int32Array = new Int32Array(1024);
   private undoLen = 0;
-  private readonly scoreScratch: Float64Array;
 
   constructor(readonly p: NodeProblem) {
     const { nodes: N, experts: E, k } = p;
@@ -102,7 +101,6 @@ export class NodeState {
     this.loadAt = new Float64Array(E * N);
     this.nodeLoad = new Float64Array(N * p.dims);
     this.slotsUsed = new Int32Array(N);
-    this.scoreScratch = new Float64Array(N);
     this.relGain = new Float64Array(E * N * N);
     this.addGain = new Float64Array(E * N);
   }
