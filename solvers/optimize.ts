@@ -12,11 +12,9 @@ import { SolverError } from '../src/errors.js';
 import { deriveSeed } from '../src/rng.js';
 import { balanceTask, solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
 import type { Placement } from '../src/types.js';
-import { indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
+import { DEFAULT_VALIDATION, indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
 import type { Solver, SolveInput, SolveResult } from './types.js';
 
-/** Fraction of the fitted requests held back per layer to select among candidates. */
-export const DEFAULT_VALIDATION = 0.25;
 /** Fraction of each node's slots kept for in-node replicas (normal mode, OptimizeOptions.slotReserve). */
 export const DEFAULT_SLOT_RESERVE = 0.1;
 /** FM refinement passes per start. */
@@ -46,11 +44,6 @@ export interface OptimizeOptions extends IndexOptions {
   slotReserve?: number;
   sampleSlack?: number;
   maxSearchSets?: number;
-}
-
-/** Index options `optimize` uses for a solve (samples, validation split), for a prebuilt index. */
-export function indexOptionsFor(solver: string, objective: string, nodes: number): { samples: number; validation: number } {
-  return { samples: 0, validation: solver === 'optimize' && objective !== 'balance' && nodes > 1 ? DEFAULT_VALIDATION : 0 };
 }
 
 /** Build the per-layer tasks from the workload's index. */

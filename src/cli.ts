@@ -13,7 +13,6 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { SOLVERS } from '../solvers/registry.js';
-import { indexOptionsFor } from '../solvers/optimize.js';
 import type { SolveProgress } from '../solvers/types.js';
 import {
   checkFeasibility,
@@ -38,6 +37,7 @@ import { CLUSTER_PRESETS, GPU_PRESETS, MODEL_PRESETS, resolveCluster, resolveGpu
 import { ModeSchema, ModelSchema, ObjectiveSchema, type Cluster, type Mode, type Model, type Objective } from './schemas.js';
 import type { Counts, Workload } from './types.js';
 import { loadWorkload, writeTrace } from './workload/index.js';
+import { indexOptionsFor } from './workload/indexer.js';
 import { countsWorkloadOf, isLargeTrace, streamIndex, workloadOfIndex, type StreamedIndex } from './workload/stream.js';
 import { evaluateStream, type Evaluation } from './cost.js';
 import { countsOfTrace, filterRequests } from './workload/tokens.js';

@@ -64,6 +64,7 @@ export {
   evaluatePlan,
   exportPlanFile,
   layerMaxLoadBounds,
+  layerTrafficBounds,
   loadPlacement,
   metricsReport,
   plan,
@@ -88,12 +89,12 @@ export {
   rebalanceLayerHierarchical,
   replicateExperts,
 } from '../solvers/eplb.js';
-export type { EplbLayer } from '../solvers/eplb.js';
+export type { EplbLayer } from './eplb.js';
 
 // Placements, bounds and plan files.
 export { defaultDispatch, dispatchOf, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
 export type { ReplicaIndex } from './placement.js';
-export { exactMinTraffic, maxLoadLowerBound, maxLoadLowerBoundDetail, minTrafficMip, trafficLowerBound } from './bounds.js';
+export { coverageTrafficBound, exactMinTraffic, maxLoadLowerBound, maxLoadLowerBoundDetail, minTrafficMip, trafficLowerBound } from './bounds.js';
 export type { MaxLoadBound, TrafficInstance } from './bounds.js';
 
 // LP / MIP behind one interface (javascript-lp-solver and HiGHS).

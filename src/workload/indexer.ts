@@ -26,6 +26,17 @@ export interface IndexOptions {
 
 export const DEFAULT_INDEX = { samples: 4, sampleTokens: 16384, maxSets: 262144 } as const;
 
+/** Fraction of the fitted requests `optimize` holds back per layer to select among candidates. */
+export const DEFAULT_VALIDATION = 0.25;
+
+/**
+ * Index options `optimize` uses for a solve (no request samples; a validation split for the
+ * traffic and time objectives on several nodes), for an index built before the solve (streamed).
+ */
+export function indexOptionsFor(solver: string, objective: string, nodes: number): { samples: number; validation: number } {
+  return { samples: 0, validation: solver === 'optimize' && objective !== 'balance' && nodes > 1 ? DEFAULT_VALIDATION : 0 };
+}
+
 /** Fewest requests a trace needs for a validation split. */
 export const MIN_VALIDATION_REQUESTS = 100;
 
