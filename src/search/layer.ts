@@ -14,10 +14,10 @@
  *    (source node, expert) pair; then balanced packing inside every node. The node cap is
  *    tightened until the GPU-level layout keeps its evaluated max load within the contract.
  * 5. select: every candidate is scored by the cost model's evaluator on the fitted tokens and,
- *    when the index has a validation split, on the held-back requests; `traffic` keeps the one
- *    with the least validation traffic among those within (1 + eps) M on the fitted tokens and
- *    within (1 + eps) of the reference's max load on the validation requests; `time` the least
- *    validation time; `balance` the least max load.
+ *    when the index has a validation split, on the held-back requests; `traffic` keeps, among
+ *    those within (1 + eps) M on the fitted tokens and within 1% of the least validation traffic,
+ *    the one with the least validation max load; `time` the least validation time; `balance` the
+ *    least max load.
  * Lower bounds (6. bound) are computed for the plan as a whole (bounds.ts).
  */
 import { accumulateLayer, finishLayer, LayerAccumulator, type LayerMetrics } from '../cost.js';
@@ -34,6 +34,9 @@ import { chunksOf, LoadVectors, lpServe, packNodes, sourceLoads, type Layout } f
 import { refineNodes } from './improve.js';
 import { NodeState, searchNodes } from './node-search.js';
 import { packGroup } from './pack.js';
+
+/** Relative validation-traffic difference below which `traffic` selects by validation max load. */
+export const VALIDATION_TRAFFIC_TOLERANCE = 0.01;
 
 export interface LayerTask {
   layer: number;
@@ -274,6 +277,16 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
     } else if (task.objective === 'traffic') {
       if (c.feasible && within(c) && (inter(c) < inter(b) || (inter(c) === inter(b) && intra(c) < intra(b)))) best = i;
     } else if (c.maxLoad < b.maxLoad) best = i;
+  }
+  if (task.objective === 'traffic') {
+    // Validation traffic differences under 1% are noise: among those candidates, the one with
+    // the least max load on the validation requests.
+    const cut = inter(candidates[best]) * (1 + VALIDATION_TRAFFIC_TOLERANCE);
+    const vmax = (c: LayerCandidate): number => c.val?.maxLoad ?? c.maxLoad;
+    for (let i = 0; i < candidates.length; i++) {
+      const c = candidates[i];
+      if (c.feasible && within(c) && inter(c) <= cut && vmax(c) < vmax(candidates[best])) best = i;
+    }
   }
   return {
     layer: task.layer,
