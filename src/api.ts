@@ -29,7 +29,7 @@ import { ModeSchema, ObjectiveSchema } from './schemas.js';
 import type { Cluster, CostOptionsInput, Mode, Model, Objective, PlanFile } from './schemas.js';
 import type { Placement, Shape, TokenSets, Workload, WorkloadIndex } from './types.js';
 import type { StreamedIndex } from './workload/stream.js';
-import { expertLoadsOfLayer, tokenSetsOfLayer } from './workload/tokens.js';
+import { concatSets, expertLoadsOfLayer, tokenSetsOfLayer } from './workload/tokens.js';
 
 export const TOOL_NAME = 'moe-placer';
 
@@ -197,20 +197,6 @@ export function layerMaxLoadBounds(workload: Workload, shape: Shape): Float64Arr
   const out = new Float64Array(L);
   for (let l = 0; l < L; l++) out[l] = maxLoadLowerBound(expertLoadsOfLayer(workload, l), shape.numGpus, shape.slotsPerGpu);
   return out;
-}
-
-/** The sets of a and then of b (same k). */
-function concatSets(a: TokenSets, b: TokenSets): TokenSets {
-  const experts = new Uint16Array((a.n + b.n) * a.k);
-  experts.set(a.experts.subarray(0, a.n * a.k));
-  experts.set(b.experts.subarray(0, b.n * b.k), a.n * a.k);
-  const source = new Uint16Array(a.n + b.n);
-  source.set(a.source.subarray(0, a.n));
-  source.set(b.source.subarray(0, b.n), a.n);
-  const weight = new Float64Array(a.n + b.n);
-  weight.set(a.weight.subarray(0, a.n));
-  weight.set(b.weight.subarray(0, b.n), a.n);
-  return { n: a.n + b.n, k: a.k, experts, source, weight };
 }
 
 /** Above this many (token, expert) pairs over all layers, `layerTrafficBounds` makes one pass per layer instead of two. */

@@ -19,6 +19,7 @@ import type { LpBackend, LpStatus } from './lp/index.js';
 import { defaultDispatch } from './placement.js';
 import type { Mode, Model } from './schemas.js';
 import type { Shape, TokenSets } from './types.js';
+import { loadsOfSets } from './workload/tokens.js';
 
 // ---------------------------------------------------------------------------------------------
 // Max load
@@ -190,13 +191,6 @@ function checkInstance(inst: TrafficInstance): void {
   }
 }
 
-/** [E] weighted (token, expert) pairs per expert. */
-function expertLoads(tokens: TokenSets, E: number): Float64Array {
-  const out = new Float64Array(E);
-  for (let i = 0; i < tokens.n; i++) for (let j = 0; j < tokens.k; j++) out[tokens.experts[i * tokens.k + j]] += tokens.weight[i];
-  return out;
-}
-
 /** Token sets merged by (source NODE, expert set): inter-node bytes depend on the node only. */
 interface NodeSets {
   n: number;
@@ -352,7 +346,7 @@ function exactOne(inst: TrafficInstance, maxLeaves: number): ExactTrafficResult 
   if (space > maxLeaves) {
     throw new InputError(`exactMinTraffic: ${space.toExponential(2)} assignments of ${E} experts to ${NG} GPUs x ${S} slots exceed maxLeaves ${maxLeaves}; use minTrafficMip or trafficLowerBound`, { field: 'numExperts' });
   }
-  const load = expertLoads(tokens, E);
+  const load = loadsOfSets(tokens, E);
   // Expert -> token sets (CSR).
   const setStart = new Int32Array(E + 1);
   for (let i = 0; i < n * k; i++) setStart[tokens.experts[i] + 1]++;
@@ -589,7 +583,7 @@ export async function minTrafficMip(inst: TrafficInstance, options: MipTrafficOp
   const { numGpus: NG, gpusPerNode: G, slotsPerGpu: S, nodes: N } = shape;
   const bytes = inst.model.dispatchBytesPerToken + inst.model.combineBytesPerToken;
   const cap = inst.maxLoadCap ?? Infinity;
-  const load = expertLoads(inst.tokens, E);
+  const load = loadsOfSets(inst.tokens, E);
   const sets = nodeSets(inst.tokens, shape);
   const lp = new LpModel('min');
   const x = (e: number, g: number): number => e * NG + g;
@@ -761,7 +755,7 @@ export async function trafficLowerBound(inst: TrafficInstance, options: TrafficB
   for (let e = 0; e < E; e++) for (let m = 0; m < N; m++) lp.addVar(undefined, { ub: 1, integer });
   const ones = new Float64Array(Math.max(E, N)).fill(1);
   for (let e = 0; e < E; e++) lp.addConstraint(Int32Array.from({ length: N }, (_, m) => z(e, m)), ones.subarray(0, N), one ? { lb: 1, ub: 1 } : { lb: 1 });
-  const load = expertLoads(inst.tokens, E);
+  const load = loadsOfSets(inst.tokens, E);
   for (let m = 0; m < N; m++) {
     const idx = Int32Array.from({ length: E }, (_, e) => z(e, m));
     lp.addConstraint(idx, ones.subarray(0, E), { ub: G * S });

@@ -28,7 +28,7 @@ export interface NodeProblem {
   setW: Float64Array;
   setEx: Uint16Array;
   lowLatency: boolean;
-  /** Load dimensions D (0 = expected load; others = samples of requests, see pack.ts). */
+  /** Load dimensions D (as LoadVectors of dispatch.ts: 0 = the planned load the contract is on). */
   dims: number;
   /** [N*E*D] planned load vector of (source node n, expert e). */
   loads: Float64Array;

@@ -6,7 +6,7 @@
 import { deriveSeed, Rng } from '../rng.js';
 import type { LayerIndex, TokenSets, Workload, WorkloadIndex } from '../types.js';
 import { sampleTokensFromCounts } from './sample.js';
-import { compressTokenSets, tokenSetsOfLayer } from './tokens.js';
+import { compressTokenSets, loadsOfSets, tokenSetsOfLayer } from './tokens.js';
 
 export interface IndexOptions {
   /** Request samples B (request mod B) for robust balance (see LayerIndex.sampleLoad); default 4. */
@@ -158,11 +158,4 @@ function splitSets(ts: TokenSets, mask: Uint8Array): [TokenSets, TokenSets] {
     return out;
   };
   return [part(0), part(1)];
-}
-
-/** [E] weighted (token, expert) pairs per expert. */
-function loadsOfSets(ts: TokenSets, E: number): Float64Array {
-  const load = new Float64Array(E);
-  for (let i = 0; i < ts.n; i++) for (let j = 0; j < ts.k; j++) load[ts.experts[i * ts.k + j]] += ts.weight[i];
-  return load;
 }

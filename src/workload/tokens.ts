@@ -122,3 +122,24 @@ export function filterRequests(trace: Trace, keep: (request: number) => boolean)
     experts,
   };
 }
+
+/** [E] weighted (token, expert) pairs per expert of token sets. */
+export function loadsOfSets(ts: TokenSets, E: number): Float64Array {
+  const load = new Float64Array(E);
+  for (let i = 0; i < ts.n; i++) for (let j = 0; j < ts.k; j++) load[ts.experts[i * ts.k + j]] += ts.weight[i];
+  return load;
+}
+
+/** The sets of a and then of b (same k). */
+export function concatSets(a: TokenSets, b: TokenSets): TokenSets {
+  const experts = new Uint16Array((a.n + b.n) * a.k);
+  experts.set(a.experts.subarray(0, a.n * a.k));
+  experts.set(b.experts.subarray(0, b.n * b.k), a.n * a.k);
+  const source = new Uint16Array(a.n + b.n);
+  source.set(a.source.subarray(0, a.n));
+  source.set(b.source.subarray(0, b.n), a.n);
+  const weight = new Float64Array(a.n + b.n);
+  weight.set(a.weight.subarray(0, a.n));
+  weight.set(b.weight.subarray(0, b.n), a.n);
+  return { n: a.n + b.n, k: a.k, experts, source, weight };
+}
