@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { bool, closest, editDistance, nonNegNumber, oneOf, parseFlags, posInt, str, type CommandSpec } from '../src/cli/args.js';
 import { Progress } from '../src/cli/progress.js';
-import { change, num, table } from '../src/cli/report.js';
+import { change, num, table } from '../src/cli/text.js';
 import { formatBytes } from '../src/api.js';
 import { InputError } from '../src/errors.js';
 

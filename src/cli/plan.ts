@@ -1,0 +1,142 @@
+/**
+ * `moe-placer plan`: run a solver on a workload and write the plan.
+ */
+import { availableParallelism } from 'node:os';
+import { SOLVERS } from '../../solvers/registry.js';
+import { checkFeasibility, metricsReport, plan as planApi } from '../api.js';
+import { nonNegInt, nonNegNumber, oneOf, posInt, posNumber, str, type CommandSpec } from './args.js';
+import { metricsTable, num } from './text.js';
+import { writePlanFile } from '../plan.js';
+import { ObjectiveSchema, type Mode, type Objective } from '../schemas.js';
+import { indexOptionsFor } from '../workload/indexer.js';
+import { isLargeTrace, streamIndex, workloadOfIndex, type StreamedIndex } from '../workload/stream.js';
+import {
+  shapeFlags,
+  jsonFlag,
+  modeFlag,
+  type Runner,
+  resolveModelFlag,
+  resolveClusterFlag,
+  checkOutFile,
+  loadWorkloadFlag,
+  solverProgress,
+  clusterLine,
+  modelLine,
+  workloadLines,
+  header,
+  workloadJson,
+  clusterJson,
+  json,
+  interruptible,
+  streamThreshold,
+} from './common.js';
+
+export const spec: CommandSpec = {
+  name: 'plan',
+  summary: 'place the experts of a model on a cluster for a workload and write the plan',
+  usage:
+    'plan --model M --cluster C --workload W [--nodes N --gpus-per-node G --slots-per-gpu S] [--solver NAME] [--objective balance|traffic|time] [--mode normal|low-latency] [--seed N] [--time-limit SEC] [--workers N] [--eps X] --out plan.json [--json]',
+  flags: {
+    model: { kind: str('M'), help: 'model preset name or model JSON file', required: true },
+    cluster: { kind: str('C'), help: 'cluster preset name or cluster JSON file', required: true },
+    workload: { kind: str('W'), help: 'routing trace or per-layer counts (file or folder; format detected from content)', required: true },
+    ...shapeFlags,
+    solver: { kind: oneOf(Object.keys(SOLVERS)), help: 'placement algorithm (default optimize)' },
+    objective: { kind: oneOf(ObjectiveSchema.options), help: 'what to minimise (default traffic)' },
+    ...modeFlag,
+    seed: { kind: nonNegInt, help: 'random seed (default 0); same seed, same plan' },
+    'time-limit': { kind: posNumber, help: 'wall-clock budget of the search in seconds' },
+    workers: { kind: posInt, help: 'worker threads (default: CPUs, at most 8)' },
+    eps: { kind: nonNegNumber, help: 'max-load slack of the traffic objective (default 0.02)' },
+    out: { kind: str('FILE'), help: 'where to write the plan JSON', required: true },
+    ...jsonFlag,
+  },
+  details: ['Ctrl-C stops the search and writes the best plan so far, marked provenance.interrupted (exit code 130).'],
+};
+
+// Commands
+
+export const run: Runner = async (f, ctx) => {
+  const out = f.out as string;
+  const model = resolveModelFlag(f.model as string);
+  const cluster = resolveClusterFlag(f.cluster as string, model, f);
+  checkFeasibility(model, cluster);
+  checkOutFile(out);
+  const solver = (f.solver as string | undefined) ?? 'optimize';
+  const { signal, dispose } = interruptible(ctx, `the best plan so far will be written to ${out}`);
+  try {
+    const workloadPath = f.workload as string;
+    // A trace too large to load is indexed in one streamed pass (bounded memory).
+    let index: StreamedIndex | undefined;
+    if (await isLargeTrace(workloadPath, { maxBytes: streamThreshold() })) {
+      index = await streamIndex(workloadPath, model, cluster.nodes * cluster.gpusPerNode, {
+        seed: (f.seed as number | undefined) ?? 0,
+        // As optimize indexes a loaded trace (solvers/optimize.ts buildLayerTasks).
+        ...indexOptionsFor(solver, (f.objective as Objective | undefined) ?? 'traffic', cluster.nodes),
+        onProgress: (read, total) => ctx.progress.update(`indexing ${workloadPath}`, total > 0 ? read / total : undefined),
+      });
+      ctx.progress.clear();
+    }
+    const workload = index ? workloadOfIndex(index) : await loadWorkloadFlag(workloadPath, model, ctx);
+    if (signal.aborted) {
+      ctx.progress.note('interrupted before planning: no plan written');
+      return 130;
+    }
+    const r = await planApi({
+      model,
+      cluster,
+      workload,
+      solver,
+      objective: f.objective as Objective | undefined,
+      mode: f.mode as Mode | undefined,
+      seed: f.seed as number | undefined,
+      timeLimitSeconds: f['time-limit'] as number | undefined,
+      workers: (f.workers as number | undefined) ?? Math.max(1, Math.min(8, availableParallelism())),
+      eps: f.eps as number | undefined,
+      onProgress: solverProgress(ctx, solver),
+      signal,
+      index,
+    });
+    ctx.progress.clear();
+    writePlanFile(out, r.plan);
+    const prov = r.plan.provenance!;
+    const report = metricsReport(r.evaluation, r.layerBounds, model);
+    if (f.json) {
+      ctx.out(
+        json({
+          command: 'plan',
+          out,
+          solver,
+          objective: prov.objective,
+          seed: prov.seed,
+          interrupted: prov.interrupted === true,
+          wallTimeSeconds: prov.wallTimeSeconds,
+          model: model.name,
+          cluster: clusterJson(cluster),
+          workload: workloadJson(workload, workloadPath),
+          ...report,
+          interNodeBytesLowerBound: r.plan.bounds?.interNodeBytesLowerBound ?? null,
+          interNodeBytesGap: r.plan.bounds?.interNodeBytesGap ?? null,
+        }),
+      );
+    } else {
+      ctx.out(
+        header(`moe-placer plan: ${solver}, objective ${prov.objective}, ${report.mode} mode, seed ${prov.seed}`, [
+          ['model', modelLine(model)],
+          ['cluster', clusterLine(cluster)],
+          ['workload', workloadLines(workload, workloadPath)[0]],
+        ]),
+      );
+      const b = r.plan.bounds;
+      ctx.out(metricsTable(report, b?.interNodeBytesLowerBound !== undefined ? { bound: b.interNodeBytesLowerBound, gap: b.interNodeBytesGap ?? 0 } : undefined));
+      ctx.out(`\n${prov.interrupted ? 'interrupted: wrote the best plan so far' : 'wrote'} ${out} (${num(prov.wallTimeSeconds, 2)} s)\n`);
+    }
+    if (prov.interrupted) {
+      ctx.progress.note(`interrupted: ${out} holds the best plan found so far (provenance.interrupted = true)`);
+      return 130;
+    }
+    return 0;
+  } finally {
+    dispose();
+  }
+};
