@@ -1,8 +1,10 @@
 /**
  * `optimize`: the default solver. Indexes the workload into per-layer weighted token sets and
  * demand chunks, solves every layer (src/search/layer.ts) in this thread or over a piscina pool of
- * worker threads, and assembles the plan. Each layer's seed is derived from (seed, layer), so the
- * plan is the same for any worker count unless the time limit cuts a search short.
+ * worker threads, and assembles the plan. Each layer's seed is derived from (seed, layer) and its
+ * deadline from the time spent when it starts (layerDeadline), so the plan is the same for any
+ * worker count unless the time limit cuts a search short, which the result's `info.cutByTimeLimit`
+ * records.
  */
 import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -111,7 +113,51 @@ export function workerPath(): string {
   return path;
 }
 
-async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ results: (LayerResult | null)[]; interrupted: boolean }> {
+/** Fraction of a layer's fair share of the budget that every layer not yet started keeps. */
+export const LATE_RESERVE = 0.25;
+
+/** The time limit as the solver spends it (epoch ms); see `layerDeadline`. */
+export interface LayerBudget {
+  /** When the last layer must be done. */
+  end: number;
+  /** Budget in ms from the start of the search to `end`. */
+  total: number;
+  layers: number;
+  workers: number;
+}
+
+/**
+ * Deadline (epoch ms) of layer `layer` when it starts at `now`, layers starting in index order,
+ * `workers` at a time. The later of
+ * - `end` less a reserve for every round of layers not yet started (LATE_RESERVE of a layer's fair
+ *   share total * workers / layers each), so that a layer is cut only when the run as a whole is
+ *   short of time: a limit the unlimited search fits in (with the reserve to spare) cuts nothing,
+ *   and the plan is the same for any worker count; and
+ * - `now` plus the remaining time spread over the remaining rounds, once the reserve can no longer
+ *   be kept (the limit binds: late layers share what is left).
+ * Never after `end`.
+ */
+export function layerDeadline(b: LayerBudget, layer: number, now: number): number {
+  const w = Math.max(1, Math.min(b.workers, b.layers));
+  const reserve = (LATE_RESERVE * b.total * w) / b.layers;
+  // Rounds of `w` layers from this one's on (the next w - 1 layers run beside it).
+  const roundsLeft = Math.ceil((b.layers - layer) / w);
+  const roundsAfter = roundsLeft - 1;
+  const share = now + Math.max(0, b.end - now) / roundsLeft;
+  return Math.min(b.end, Math.max(b.end - reserve * roundsAfter, share));
+}
+
+interface RunOutcome {
+  results: (LayerResult | null)[];
+  interrupted: boolean;
+}
+
+/**
+ * Solves the layers in index order, `workers` at a time (in this thread for one worker, else over
+ * a piscina pool); each layer gets its deadline from `budget` when it starts, so deadlines depend
+ * on the time spent so far, never on which worker finished first.
+ */
+async function runTasks(tasks: LayerTask[], input: SolveInput, budget: LayerBudget | null): Promise<RunOutcome> {
   const results: (LayerResult | null)[] = new Array(tasks.length).fill(null);
   const workers = Math.max(1, Math.min(input.workers ?? 1, tasks.length));
   let done = 0;
@@ -119,11 +165,15 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
     done++;
     input.onProgress?.({ stage: `layer ${r.layer} (${r.chosen})`, fraction: done / tasks.length });
   };
-  if (workers === 1 || tasks.length === 1) {
+  const start = (t: LayerTask): void => {
+    if (budget) t.deadline = layerDeadline(budget, t.layer, Date.now());
+  };
+  if (workers === 1) {
     for (const t of tasks) {
       // Yield to the event loop between layers so that a SIGINT handler can abort the run.
       await new Promise((resolve) => setImmediate(resolve));
       if (input.signal?.aborted) return { results, interrupted: true };
+      start(t);
       results[t.layer] = await solveLayer(t);
       report(results[t.layer]!);
     }
@@ -158,13 +208,24 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
         if (abort.signal.aborted || failed) return;
         if (attempt === 0) {
           input.onProgress?.({ stage: `worker failed on layer ${t.layer} (seed ${t.seed}): ${(err as Error)?.message ?? err}; retrying` });
+          start(t);
           return runOne(t, 1);
         }
         failed = true;
         throw new SolverError(`worker failed on layer ${t.layer} (seed ${t.seed}) twice: ${(err as Error)?.message ?? err}`, { layer: t.layer, seed: t.seed });
       }
     };
-    await Promise.all(tasks.map((t) => runOne(t, 0)));
+    // `workers` lanes, each taking the next layer in index order when its last one is done (the
+    // pool has one thread per lane, so a layer starts when it is handed over).
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < tasks.length && !abort.signal.aborted && !failed) {
+        const t = tasks[next++];
+        start(t);
+        await runOne(t, 0);
+      }
+    };
+    await Promise.all(Array.from({ length: workers }, lane));
     return { results, interrupted: abort.signal.aborted };
   } finally {
     input.signal?.removeEventListener('abort', onAbort);
@@ -175,22 +236,23 @@ async function runTasks(tasks: LayerTask[], input: SolveInput): Promise<{ result
 export async function optimize(input: SolveInput, opts: OptimizeOptions = {}): Promise<SolveResult> {
   const started = Date.now();
   const tasks = buildLayerTasks(input, opts);
+  let budget: LayerBudget | null = null;
   if (input.timeLimitSeconds !== undefined) {
-    // The budget (less a margin for indexing, assembly and evaluation) is spread over the layers
-    // in the order the workers take them; a layer whose deadline has passed keeps its balanced
-    // layout, a search stops at its layer's deadline.
-    const budget = input.timeLimitSeconds * 1000 * 0.8 - (Date.now() - started);
-    const workers = Math.max(1, Math.min(input.workers ?? 1, tasks.length));
-    const rounds = Math.ceil(tasks.length / workers);
-    for (const t of tasks) t.deadline = started + Math.max(0, budget) * ((Math.floor(t.layer / workers) + 1) / rounds);
+    // The budget, less a margin for indexing, assembly and evaluation, ends at `end`; each layer's
+    // deadline follows from it when the layer starts (layerDeadline). A layer whose deadline has
+    // passed when it starts keeps its balanced layout; a search stops at its layer's deadline.
+    const now = Date.now();
+    const total = Math.max(0, input.timeLimitSeconds * 1000 * 0.8 - (now - started));
+    budget = { end: now + total, total, layers: tasks.length, workers: input.workers ?? 1 };
   }
   input.onProgress?.({ stage: 'index', fraction: 0 });
-  const { results, interrupted } = await runTasks(tasks, input);
+  const { results, interrupted } = await runTasks(tasks, input, budget);
   const { shape } = input;
   const E = input.model.experts;
   const phy2log: Int32Array[] = [];
   const dispatch: Int32Array[] = [];
   const chosen: Record<string, number> = {};
+  const cut: number[] = [];
   for (let l = 0; l < tasks.length; l++) {
     let r = results[l];
     if (!r) {
@@ -205,14 +267,15 @@ export async function optimize(input: SolveInput, opts: OptimizeOptions = {}): P
     dispatch.push(r.dispatch);
     const key = r.chosen.split(' ')[0];
     chosen[key] = (chosen[key] ?? 0) + 1;
+    if (r.cut) cut.push(l);
     r = null;
   }
   const placement: Placement = { numLayers: tasks.length, numExperts: E, shape, phy2log, dispatch };
-  return {
-    placement,
-    interrupted,
-    info: { layers: tasks.length, chosen, wallSeconds: (Date.now() - started) / 1000 },
-  };
+  const info: Record<string, unknown> = { layers: tasks.length, chosen, wallSeconds: (Date.now() - started) / 1000 };
+  // Layers whose search the time limit stopped early or skipped: the plan may then depend on the
+  // machine's speed and the worker count; with none listed it does not.
+  if (budget) info.cutByTimeLimit = cut;
+  return { placement, interrupted, info };
 }
 
 export const optimizeSolver: Solver = {

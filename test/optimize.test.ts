@@ -9,7 +9,7 @@ import { NodeState, searchNodes } from '../src/search/node-search.js';
 import { packGroup } from '../src/search/pack.js';
 import type { Trace, Workload } from '../src/types.js';
 import { makeShape } from '../src/types.js';
-import { optimize } from '../solvers/optimize.js';
+import { LATE_RESERVE, layerDeadline, optimize } from '../solvers/optimize.js';
 import { eplbSolver } from '../solvers/eplb.js';
 
 /** A random node-level problem with clustered token sets. */
@@ -245,6 +245,40 @@ describe('optimize', () => {
     const flat = (p: typeof a) => p.placement.phy2log.flatMap((r) => Array.from(r)).concat(p.placement.dispatch!.flatMap((r) => Array.from(r)));
     expect(flat(b)).toEqual(flat(a));
     expect(flat(c)).not.toEqual(flat(a));
+  });
+
+  it('with a time limit that does not bind: no layer cut, the same plan as without a limit, for 1 and 2 workers', async () => {
+    const free = await optimize({ ...base, objective: 'traffic', workers: 1 });
+    const limited = [1, 2].map((workers) => optimize({ ...base, objective: 'traffic', workers, timeLimitSeconds: 120 }));
+    const flat = (p: typeof free) => p.placement.phy2log.flatMap((r) => Array.from(r)).concat(p.placement.dispatch!.flatMap((r) => Array.from(r)));
+    for (const r of await Promise.all(limited)) {
+      expect(r.info?.cutByTimeLimit).toEqual([]);
+      expect(flat(r)).toEqual(flat(free));
+    }
+    expect(free.info?.cutByTimeLimit).toBeUndefined();
+  });
+
+  it('with a time limit that binds: the cut layers are reported, and the plan is still valid', async () => {
+    const r = await optimize({ ...base, objective: 'traffic', workers: 1, timeLimitSeconds: 1e-3 });
+    validatePlacement(r.placement, 'plan', true);
+    const cut = r.info?.cutByTimeLimit as number[];
+    // 0.8 ms of budget: every layer starts past its deadline and keeps its balanced layout.
+    expect(cut).toEqual(Array.from({ length: L }, (_, l) => l));
+    expect(r.info?.chosen).toEqual({ balance: L });
+  });
+
+  it('layerDeadline: a reserve per round of layers not started, then the remaining time shared; never after the end', () => {
+    const b = { end: 10_000, total: 10_000, layers: 10, workers: 2 };
+    const reserve = (LATE_RESERVE * b.total * 2) / 10;
+    // At the start, layer 0 may run until 4 rounds' reserve before the end (layers 2..9 on 2 lanes).
+    expect(layerDeadline(b, 0, 0)).toBeCloseTo(b.end - 4 * reserve, 9);
+    expect(layerDeadline(b, 1, 0)).toBeCloseTo(b.end - 4 * reserve, 9);
+    expect(layerDeadline(b, 9, 0)).toBe(b.end);
+    // Late: the reserve no longer fits; the time left is shared over the rounds left (5 at layer 1).
+    expect(layerDeadline(b, 1, 9_000)).toBeCloseTo(9_000 + 1_000 / 5, 9);
+    expect(layerDeadline(b, 3, 20_000)).toBe(b.end);
+    // One worker: a round is one layer.
+    expect(layerDeadline({ ...b, workers: 1 }, 0, 0)).toBeCloseTo(b.end - 9 * (LATE_RESERVE * b.total) / 10, 9);
   });
 
   for (const lowLatency of [false, true]) {

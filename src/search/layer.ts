@@ -115,6 +115,8 @@ export interface LayerResult {
   /** FM moves applied, and pairs the serving LP changed. */
   moves: number;
   lpChanged: number;
+  /** The deadline stopped a search early or skipped it (the layer's result then depends on time). */
+  cut: boolean;
 }
 
 /**
@@ -198,6 +200,7 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
   let lpChanged = 0;
 
   const late = task.deadline !== undefined && Date.now() >= task.deadline;
+  let cut = late && task.objective !== 'balance' && shape.nodes > 1;
   if (task.objective !== 'balance' && shape.nodes > 1 && !late) {
     const rng = new Rng(task.seed);
     const G = shape.gpusPerNode;
@@ -250,6 +253,8 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
             proposals += searchNodes(st, { iterations, rng: rng.fork(attempt * 64 + r), deadline: task.deadline, temperature }).proposals;
           }
           moves += refineNodes(st, { passes: task.refinePasses, lambda: price, deadline: task.deadline }).moves;
+          // A search that returns past the deadline may have been stopped by it.
+          cut ||= task.deadline !== undefined && Date.now() > task.deadline;
           // 4. Dispatch: serving LP, then packing inside the nodes.
           if (task.lpDispatch) lpChanged += (await lpServe(st, price)).changed;
           const viol = st.violation();
@@ -298,6 +303,7 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
     proposals,
     moves,
     lpChanged,
+    cut,
   };
 }
 
