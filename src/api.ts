@@ -30,6 +30,7 @@ import type { Cluster, CostOptionsInput, Mode, Model, Objective, PlanFile } from
 import type { Placement, Shape, TokenSets, Workload, WorkloadIndex } from './types.js';
 import type { StreamedIndex } from './workload/stream.js';
 import { concatSets, expertLoadsOfLayer, tokenSetsOfLayer } from './workload/tokens.js';
+import { migrationJson, rebalance, type RebalanceResult } from './migrate/rebalance.js';
 
 export const TOOL_NAME = 'moe-placer';
 
@@ -272,6 +273,12 @@ export interface PlanArgs {
    * streaming the trace file again.
    */
   index?: StreamedIndex;
+  /**
+   * Re-place from a running placement (`plan --from`): the solver's plan is aligned with it to
+   * keep experts in place, or, when that moves more than `maxMovedExperts`, the running placement
+   * is rebalanced within that budget (src/migrate). The plan records the moves.
+   */
+  from?: { placement: Placement; maxMovedExperts?: number; path?: string };
 }
 
 export interface PlanOutcome {
@@ -283,6 +290,8 @@ export interface PlanOutcome {
   result: SolveResult;
   /** [L] per-layer max-load lower bounds. */
   layerBounds: Float64Array;
+  /** With `from`: how the plan was made from the running one and what it moves. */
+  rebalance?: RebalanceResult;
 }
 
 function checkOption(ok: boolean, field: string, message: string): void {
@@ -335,12 +344,27 @@ export async function plan(args: PlanArgs): Promise<PlanOutcome> {
     onProgress: args.onProgress,
     signal: args.signal,
   });
-  const placement = result.placement;
+  let placement = result.placement;
   try {
     validatePlacement(placement, `${solverName} placement`);
   } catch (err) {
     if (err instanceof InputError) throw new SolverError(`solver ${solverName} returned an invalid placement: ${err.problems.join('; ')}`, { solver: solverName });
     throw err;
+  }
+  let rebalanced: RebalanceResult | undefined;
+  if (args.from) {
+    args.onProgress?.({ stage: 'migrate', fraction: 0 });
+    const loads = Array.from({ length: placement.numLayers }, (_, l) => expertLoadsOfLayer(workload, l));
+    rebalanced = rebalance({
+      current: args.from.placement,
+      replan: placement,
+      loads,
+      maxMoves: args.from.maxMovedExperts,
+      expertBytes: model.expertBytes,
+      speeds: cluster.gpu,
+    });
+    placement = rebalanced.placement;
+    validatePlacement(placement, 'rebalanced placement');
   }
   const costOptions: CostOptionsInput = { ...args.costOptions, mode };
   args.onProgress?.({ stage: 'evaluate', fraction: 0 });
@@ -368,6 +392,10 @@ export async function plan(args: PlanArgs): Promise<PlanOutcome> {
   };
   if (args.timeLimitSeconds !== undefined) options.timeLimitSeconds = args.timeLimitSeconds;
   if (result.info) options.solverInfo = jsonSafe(result.info);
+  if (args.from) {
+    options.from = args.from.path ?? 'placement';
+    if (args.from.maxMovedExperts !== undefined) options.maxMovedExperts = args.from.maxMovedExperts;
+  }
   const planFile = buildPlanFile({
     model,
     cluster,
@@ -399,8 +427,9 @@ export async function plan(args: PlanArgs): Promise<PlanOutcome> {
       interrupted,
       createdAt: new Date().toISOString(),
     },
+    migration: rebalanced && migrationJson(rebalanced, args.from?.path, args.from?.maxMovedExperts, model.expertBytes),
   });
-  return { plan: planFile, evaluation, result: { ...result, interrupted }, layerBounds };
+  return { plan: planFile, evaluation, result: { ...result, placement, interrupted }, layerBounds, rebalance: rebalanced };
 }
 
 // ---------------------------------------------------------------------------------------------

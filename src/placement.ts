@@ -101,6 +101,74 @@ export function defaultDispatch(phy2log: Int32Array, numExperts: number, shape: 
   return out;
 }
 
+/**
+ * A dispatch that splits every expert's sources evenly over its replicas ([NG*E] slot per source
+ * GPU and expert), for workloads whose sources send alike (counts; rebalanced plans): replica i of
+ * an expert with r replicas serves floor(NG / r) or ceil(NG / r) sources, the larger shares going
+ * to replicas on the GPUs that are lighter under an even split of `weight` ([E] expert loads).
+ */
+export function balancedDispatch(phy2log: Int32Array, numExperts: number, shape: Shape, weight: Float64Array): Int32Array {
+  const { numGpus: NG, slotsPerGpu: S } = shape;
+  const idx = replicaIndex(phy2log, numExperts);
+  const gpuLoad = new Float64Array(NG);
+  for (let p = 0; p < phy2log.length; p++) {
+    const e = phy2log[p];
+    if (e >= 0) gpuLoad[Math.floor(p / S)] += weight[e] / (idx.start[e + 1] - idx.start[e]);
+  }
+  const shares = new Int32Array(phy2log.length);
+  const order = new Int32Array(phy2log.length);
+  for (let e = 0; e < numExperts; e++) {
+    const a = idx.start[e];
+    const r = idx.start[e + 1] - a;
+    for (let i = 0; i < r; i++) order[i] = idx.slots[a + i];
+    order.subarray(0, r).sort((x, y) => gpuLoad[Math.floor(x / S)] - gpuLoad[Math.floor(y / S)] || x - y);
+    for (let i = 0; i < r; i++) shares[order[i]] = Math.floor(NG / r) + (i < NG % r ? 1 : 0);
+  }
+  return dispatchOfShares(phy2log, shares, numExperts, shape);
+}
+
+/**
+ * The dispatch ([NG*E] slot per source GPU and expert) in which the replica in slot p serves
+ * `shares[p]` source GPUs (the shares of an expert's replicas sum to NG). Sources are served by a
+ * replica on their own GPU first, then on their own node, then by the replica with the most
+ * share left (lowest slot on ties).
+ */
+export function dispatchOfShares(phy2log: Int32Array, shares: Int32Array, numExperts: number, shape: Shape): Int32Array {
+  const { numGpus: NG, gpusPerNode: GPN, slotsPerGpu: S } = shape;
+  const E = numExperts;
+  const idx = replicaIndex(phy2log, E);
+  const out = new Int32Array(NG * E).fill(-1);
+  const left = Int32Array.from(shares);
+  for (let e = 0; e < E; e++) {
+    const a = idx.start[e];
+    const b = idx.start[e + 1];
+    let total = 0;
+    for (let i = a; i < b; i++) total += left[idx.slots[i]];
+    if (b === a || total !== NG) {
+      if (b > a) throw new InputError(`expert ${e}: replica shares sum to ${total}, expected ${NG} sources`, { field: 'shares' });
+      continue;
+    }
+    // Pass 0: own GPU; pass 1: own node; pass 2: anywhere.
+    for (let pass = 0; pass < 3; pass++) {
+      for (let g = 0; g < NG; g++) {
+        if (out[g * E + e] >= 0) continue;
+        let pick = -1;
+        for (let i = a; i < b; i++) {
+          const p = idx.slots[i];
+          if (left[p] === 0) continue;
+          const gpu = Math.floor(p / S);
+          const ok = pass === 2 || (pass === 0 ? gpu === g : Math.floor(gpu / GPN) === Math.floor(g / GPN));
+          if (ok && (pick < 0 || left[p] > left[pick])) pick = p;
+        }
+        if (pick < 0) continue;
+        left[pick]--;
+        out[g * E + e] = pick;
+      }
+    }
+  }
+  return out;
+}
+
 /** The dispatch table of layer l: the plan's own, or the default rule. */
 export function dispatchOf(placement: Placement, l: number): Int32Array {
   return placement.dispatch?.[l] ?? defaultDispatch(placement.phy2log[l], placement.numExperts, placement.shape);

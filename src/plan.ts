@@ -30,6 +30,7 @@ export interface BuildPlanArgs {
   /** Lower bounds; gaps are filled in from `metrics` when not given. */
   bounds?: PlanBounds;
   provenance?: PlanProvenance;
+  migration?: PlanFile['migration'];
 }
 
 /**
@@ -77,6 +78,7 @@ export function buildPlanFile(args: BuildPlanArgs): PlanFile {
     metrics,
     bounds: args.bounds ? withGaps(args.bounds, metrics) : undefined,
     provenance: args.provenance,
+    migration: args.migration,
   };
   return canonicalPlan(plan);
 }

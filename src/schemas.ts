@@ -197,6 +197,40 @@ export const PlanSchema = z.object({
         .optional(),
     })
     .optional(),
+  /**
+   * A plan made from a running one (`plan --from`): how (`replan`: the re-plan aligned with the
+   * running placement; `budget`: the running placement rebalanced within the move budget), the
+   * expert copies it takes, each with its source and link, and their schedule in rounds in which
+   * each GPU sends and receives at most one expert (src/migrate/moves.ts).
+   */
+  migration: z
+    .object({
+      from: z.string().optional(),
+      method: z.enum(['replan', 'budget']),
+      maxMovedExperts: z.number().int().nonnegative().optional(),
+      replanMovedExperts: z.number().int().nonnegative(),
+      movedExperts: z.number().int().nonnegative(),
+      movedBytes: z.number().nonnegative(),
+      nvlinkMoves: z.number().int().nonnegative(),
+      rdmaMoves: z.number().int().nonnegative(),
+      rounds: z.number().int().nonnegative(),
+      minRounds: z.number().int().nonnegative(),
+      estimatedSeconds: z.number().nonnegative(),
+      perLayer: z.array(z.number().int().nonnegative()),
+      moves: z.array(
+        z.object({
+          layer: z.number().int().nonnegative(),
+          expert: z.number().int().nonnegative(),
+          fromGpu: z.number().int().nonnegative(),
+          toGpu: z.number().int().nonnegative(),
+          toSlot: z.number().int().nonnegative(),
+          link: z.enum(['nvlink', 'rdma']),
+          bytes: z.number().nonnegative(),
+          round: z.number().int().nonnegative(),
+        }),
+      ),
+    })
+    .optional(),
   provenance: z
     .object({
       tool: z.string(),
