@@ -9,7 +9,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { maxLoadLowerBound } from '../src/bounds.js';
+import { maxLoadLowerBound } from '../src/bounds/max-load.js';
 import { evaluate } from '../src/cost.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
 import { makeShape, type Placement, type Workload } from '../src/types.js';

@@ -15,7 +15,9 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { maxLoadLowerBoundDetail, scorePlacement, trafficLowerBound } from '../src/bounds.js';
+import { scorePlacement } from '../src/bounds/instance.js';
+import { maxLoadLowerBoundDetail } from '../src/bounds/max-load.js';
+import { trafficLowerBound } from '../src/bounds/traffic.js';
 import { countsLoads, LayerAccumulator } from '../src/cost.js';
 import { defaultDispatch } from '../src/placement.js';
 import { MODEL_PRESETS } from '../src/presets.js';

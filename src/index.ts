@@ -94,8 +94,12 @@ export type { EplbLayer } from './eplb.js';
 // Placements, bounds and plan files.
 export { defaultDispatch, dispatchOf, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
 export type { ReplicaIndex } from './placement.js';
-export { coverageTrafficBound, exactMinTraffic, maxLoadLowerBound, maxLoadLowerBoundDetail, minTrafficMip, trafficLowerBound } from './bounds.js';
-export type { MaxLoadBound, TrafficInstance } from './bounds.js';
+export { maxLoadLowerBound, maxLoadLowerBoundDetail } from './bounds/max-load.js';
+export type { MaxLoadBound } from './bounds/max-load.js';
+export type { TrafficInstance } from './bounds/instance.js';
+export { exactMinTraffic, minTrafficMip } from './bounds/exact.js';
+export { trafficLowerBound } from './bounds/traffic.js';
+export { coverageTrafficBound } from './bounds/coverage.js';
 
 // LP / MIP behind one interface (javascript-lp-solver and HiGHS).
 export { LpModel, solveLp } from './lp/index.js';

@@ -176,7 +176,7 @@ export const PlanSchema = z.object({
   /**
    * Lower bounds on what any placement of the cluster can reach on the fitted workload, and the
    * plan's relative gaps (achieved - bound) / achieved. interNodeBytesLowerBound: summed over MoE
-   * layers (a relaxation, see `coverageTrafficBound` in src/bounds.ts; absent for counts-only
+   * layers (a relaxation, see `coverageTrafficBound` in src/bounds/coverage.ts; absent for counts-only
    * workloads, whose traffic is estimated). perLayer[l]: the bounds of MoE layer l alone.
    */
   bounds: z

@@ -1,16 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import {
-  countAssignments,
-  coverageTrafficBound,
-  exactMinTraffic,
-  maxLoadGap,
-  maxLoadLowerBound,
-  maxLoadLowerBoundDetail,
-  minMaxReplicaShare,
-  minTrafficMip,
-  trafficLowerBound,
-} from '../src/bounds.js';
-import type { TrafficInstance } from '../src/bounds.js';
+import { coverageTrafficBound } from '../src/bounds/coverage.js';
+import { countAssignments, exactMinTraffic, minTrafficMip } from '../src/bounds/exact.js';
+import type { TrafficInstance } from '../src/bounds/instance.js';
+import { maxLoadGap, maxLoadLowerBound, maxLoadLowerBoundDetail, minMaxReplicaShare } from '../src/bounds/max-load.js';
+import { trafficLowerBound } from '../src/bounds/traffic.js';
 import { accumulateLayer, LayerAccumulator } from '../src/cost.js';
 import { InfeasibleError } from '../src/errors.js';
 import { defaultDispatch } from '../src/placement.js';

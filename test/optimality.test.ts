@@ -1,5 +1,5 @@
 /**
- * The optimizer against exact optima of tiny instances (src/bounds.ts), and the load contract of
+ * The optimizer against exact optima of tiny instances (src/bounds/exact.ts), and the load contract of
  * the `traffic` objective. What is proved and what is asserted:
  *
  * - One replica per expert (P == E): a plan's GPU loads and traffic do not depend on its dispatch
@@ -29,7 +29,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { evaluate, type Evaluation } from '../src/cost.js';
-import { exactMinTraffic, minTrafficMip, type TrafficInstance } from '../src/bounds.js';
+import { exactMinTraffic, minTrafficMip } from '../src/bounds/exact.js';
+import type { TrafficInstance } from '../src/bounds/instance.js';
 import { generateTrace } from '../src/generator.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
 import { Rng } from '../src/rng.js';

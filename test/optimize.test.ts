@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { maxLoadLowerBound } from '../src/bounds.js';
+import { maxLoadLowerBound } from '../src/bounds/max-load.js';
 import { evaluate } from '../src/cost.js';
 import { validatePlacement } from '../src/placement.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';

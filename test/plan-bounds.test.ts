@@ -1,6 +1,6 @@
 /**
  * The inter-node traffic lower bound every plan fitted on a trace carries (`bounds`
- * .interNodeBytesLowerBound and `bounds.perLayer`, from `coverageTrafficBound` of src/bounds.ts via
+ * .interNodeBytesLowerBound and `bounds.perLayer`, from `coverageTrafficBound` of src/bounds/coverage.ts via
  * `layerTrafficBounds` of src/api.ts): below what every solver achieves, below the exact optima of
  * tiny instances, below the LP relaxation it approximates, absent for counts-only workloads, and
  * carried through the plan file.
@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { layerTrafficBounds, plan } from '../src/api.js';
-import { coverageTrafficBound, exactMinTraffic, minTrafficMip, trafficLowerBound, type TrafficInstance } from '../src/bounds.js';
+import { coverageTrafficBound } from '../src/bounds/coverage.js';
+import { exactMinTraffic, minTrafficMip } from '../src/bounds/exact.js';
+import type { TrafficInstance } from '../src/bounds/instance.js';
+import { trafficLowerBound } from '../src/bounds/traffic.js';
 import { evaluate } from '../src/cost.js';
 import { readPlanFile, writePlanFile } from '../src/plan.js';
 import { Rng } from '../src/rng.js';
