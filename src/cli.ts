@@ -3,7 +3,7 @@
  * calls `main(argv)` and exits with the code it returns:
  * 0 success, 1 solver failure or unexpected error, 2 invalid input, 130 interrupted (SIGINT).
  *
- * Commands: plan, evaluate, export, generate, presets, demo, help; `--version`; each command is a
+ * Commands: plan, evaluate, export, generate, presets, demo, replay, help; `--version`; each command is a
  * file of cli/ with its flag spec and its runner, sharing cli/common.ts. Flags are parsed
  * by cli/args.ts; results go to stdout (a readable summary, or JSON with `--json`); progress goes
  * to stderr when it is a terminal (cli/progress.ts); errors are one line each on stderr, prefixed
@@ -20,9 +20,10 @@ import * as exportCmd from './cli/export.js';
 import * as generate from './cli/generate.js';
 import * as plan from './cli/plan.js';
 import * as presets from './cli/presets.js';
+import * as replayCmd from './cli/replay.js';
 import { InputError, MoePlacerError } from './errors.js';
 
-const COMMANDS: { spec: CommandSpec; run: Runner }[] = [plan, evaluate, exportCmd, generate, presets, demo];
+const COMMANDS: { spec: CommandSpec; run: Runner }[] = [plan, evaluate, exportCmd, generate, presets, demo, replayCmd];
 const SPECS: Record<string, CommandSpec> = Object.fromEntries(COMMANDS.map((c) => [c.spec.name, c.spec]));
 const RUNNERS: Record<string, Runner> = Object.fromEntries(COMMANDS.map((c) => [c.spec.name, c.run]));
 

@@ -18,13 +18,20 @@
  * for the budget by that reduction per copy, in load units, so copies go to the layers where they
  * pay most. No GPU gets two replicas of one expert. Deterministic; no randomness.
  */
+import { dispatchOf } from '../placement.js';
 import type { Placement, Shape } from '../types.js';
 
 /** Exponent of the smooth max the moves lower. */
 const NORM_P = 32;
 
 interface LayerState {
+  /** The running placement's layer (copies are counted against it). */
+  orig: Int32Array;
   row: Int32Array;
+  /** Copies from `orig` to `row`. */
+  spent: number;
+  /** Smooth max of `load`. */
+  norm: number;
   w: Float64Array;
   cnt: Int32Array;
   /** [P] sources served by each slot's replica (whole numbers after `balanceShares`). */
@@ -56,50 +63,108 @@ export interface BudgetResult {
 
 /**
  * `start` rebalanced for per-layer expert loads `loads` ([L] of [E]) with at most `budget` expert
- * copies, with the shares of sources per replica that balance it.
+ * copies, with the shares of sources per replica that balance it. With `target` (a re-plan aligned
+ * with `start`, `alignPlacement`), adopting a target layer whole is one more move, costing the
+ * copies from the running layer to it: copies go there when that pays more per copy.
  */
-export function rebalanceWithBudget(start: Placement, loads: Float64Array[], budget: number): BudgetResult {
+export function rebalanceWithBudget(start: Placement, loads: Float64Array[], budget: number, target?: Placement): BudgetResult {
   const { shape, numExperts: E, numLayers: L } = start;
   const states: LayerState[] = [];
+  const adopt: (LayerState | null)[] = [];
   for (let l = 0; l < L; l++) {
-    const row = start.phy2log[l].slice();
-    const cnt = new Int32Array(E);
-    for (const e of row) if (e >= 0) cnt[e]++;
-    const share = new Float64Array(row.length);
-    for (let p = 0; p < row.length; p++) if (row[p] >= 0) share[p] = shape.numGpus / cnt[row[p]];
-    const st: LayerState = { row, w: loads[l], cnt, share, load: new Float64Array(shape.numGpus), best: NONE };
-    settle(st, shape, E);
-    states.push(st);
+    states.push(layerState(start.phy2log[l], start.phy2log[l].slice(), null, loads[l], shape, E));
+    adopt.push(target ? layerState(start.phy2log[l], target.phy2log[l].slice(), target, loads[l], shape, E, l) : null);
   }
-  let left = budget;
-  let spent = 0;
+  let total = 0;
   for (;;) {
     let pick = -1;
+    let pickGain = 0;
+    let whole = false;
     for (let l = 0; l < L; l++) {
-      const b = states[l].best;
-      if (b.kind === 0 || b.copies > left) continue;
-      if (pick < 0 || b.gain > states[pick].best.gain) pick = l;
+      const st = states[l];
+      const b = st.best;
+      if (b.kind !== 0 && b.copies <= budget - total && b.gain > pickGain) {
+        pick = l;
+        pickGain = b.gain;
+        whole = false;
+      }
+      const t = adopt[l];
+      const extra = t ? t.spent - st.spent : 0;
+      if (t && extra <= budget - total && st.norm > t.norm) {
+        const gain = (st.norm - t.norm) / Math.max(1, extra);
+        if (gain > pickGain) {
+          pick = l;
+          pickGain = gain;
+          whole = true;
+        }
+      }
     }
     if (pick < 0) break;
     const st = states[pick];
-    left -= st.best.copies;
-    spent += st.best.copies;
-    applyMove(st, st.best, shape);
-    settle(st, shape, E);
+    total -= st.spent;
+    if (whole) {
+      states[pick] = adopt[pick]!;
+      adopt[pick] = null;
+    } else {
+      applyMove(st, st.best, shape);
+      settle(st, shape, E);
+    }
+    total += states[pick].spent;
   }
   return {
     placement: { ...start, phy2log: states.map((s) => s.row), dispatch: null },
     shares: states.map((s) => Int32Array.from(s.share, Math.round)),
-    copies: spent,
+    copies: total,
   };
 }
 
-/** Whole shares, balanced, and the layer's next best move. */
+/** A layer's state for `row` (shares from `from`'s dispatch of layer l, else even), settled. */
+function layerState(orig: Int32Array, row: Int32Array, from: Placement | null, w: Float64Array, shape: Shape, E: number, l = 0): LayerState {
+  const NG = shape.numGpus;
+  const cnt = new Int32Array(E);
+  for (const e of row) if (e >= 0) cnt[e]++;
+  const share = new Float64Array(row.length);
+  if (from) {
+    const d = dispatchOf(from, l);
+    for (let i = 0; i < d.length; i++) if (d[i] >= 0) share[d[i]]++;
+  } else for (let p = 0; p < row.length; p++) if (row[p] >= 0) share[p] = NG / cnt[row[p]];
+  const st: LayerState = { orig, row, spent: 0, norm: 0, w, cnt, share, load: new Float64Array(NG), best: NONE };
+  settle(st, shape, E);
+  return st;
+}
+
+/** Copies from `orig` to `row`: slots whose expert their GPU did not hold. */
+function copiesBetween(orig: Int32Array, row: Int32Array, S: number): number {
+  let n = 0;
+  for (let p = 0; p < row.length; p++) {
+    const e = row[p];
+    if (e < 0 || orig[p] === e) continue;
+    const g0 = Math.floor(p / S) * S;
+    let held = false;
+    for (let i = g0; i < g0 + S && !held; i++) held = orig[i] === e;
+    if (!held) n++;
+  }
+  return n;
+}
+
+/** Whole shares, balanced; the layer's copies, smooth max and next best move. */
 function settle(st: LayerState, shape: Shape, E: number): void {
   roundShares(st, shape.numGpus, E);
   recomputeLoads(st, shape);
   balanceShares(st, shape, E);
+  st.spent = copiesBetween(st.orig, st.row, shape.slotsPerGpu);
+  st.norm = smoothMax(st.load);
   st.best = bestMove(st, shape, E);
+}
+
+/** The p-norm of the loads (p = NORM_P). */
+function smoothMax(load: Float64Array): number {
+  let max = 0;
+  for (const v of load) if (v > max) max = v;
+  if (max <= 0) return 0;
+  let sum = 0;
+  for (const v of load) sum += (v / max) ** NORM_P;
+  return max * sum ** (1 / NORM_P);
 }
 
 function recomputeLoads(st: LayerState, shape: Shape): void {

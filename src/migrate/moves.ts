@@ -2,7 +2,7 @@
  * The expert weights a change of placement moves, where each copy comes from, and a copy schedule.
  *
  * A move is one expert's weights copied to a GPU that did not hold that expert before (a slot
- * whose expert changes to one the same GPU already holds is a local copy and is not counted).
+ * whose expert changes to one the same GPU already holds is a local copy, counted apart).
  * Each copy is read from a GPU of the running placement that holds the expert: one on the same
  * node first (NVLink), else one on another node (RDMA); among those, the one with the fewest
  * copies to send so far. Copies read the running weights into a staging buffer and slots switch
@@ -34,6 +34,8 @@ export interface Migration {
   moves: Move[];
   movedExperts: number;
   movedBytes: number;
+  /** Slots rewritten from a replica on the same GPU (no link). */
+  localCopies: number;
   nvlinkMoves: number;
   rdmaMoves: number;
   rounds: number;
@@ -52,13 +54,17 @@ export interface LinkSpeeds {
   rdmaBandwidth: number;
 }
 
-/** The moves that turn the layers' slots of `from` into those of `to` (alike in shape). */
-export function movesBetween(from: Placement, to: Placement): Omit<Move, 'round'>[] {
+/**
+ * The moves that turn the layers' slots of `from` into those of `to` (alike in shape), and the
+ * slots rewritten from a replica on the same GPU (local copies, no link).
+ */
+export function movesBetween(from: Placement, to: Placement): { moves: Omit<Move, 'round'>[]; localCopies: number } {
   const { slotsPerGpu: S, gpusPerNode: GPN, numGpus: NG } = to.shape;
   const E = to.numExperts;
   const moves: Omit<Move, 'round'>[] = [];
   const held = new Int32Array(NG * E);
   const sends = new Int32Array(NG);
+  let localCopies = 0;
   for (let l = 0; l < to.numLayers; l++) {
     const a = from.phy2log[l];
     const b = to.phy2log[l];
@@ -69,9 +75,9 @@ export function movesBetween(from: Placement, to: Placement): Omit<Move, 'round'
         const p = g * S + i;
         const e = b[p];
         if (e < 0 || a[p] === e) continue;
-        // Already on this GPU in another slot (not itself kept there): a local copy.
-        if (held[g * E + e] > keptOn(a, b, g, S, e)) {
-          held[g * E + e]--;
+        // Already on this GPU (in another slot): a local copy.
+        if (held[g * E + e] > 0) {
+          localCopies++;
           continue;
         }
         let src = -1;
@@ -91,19 +97,12 @@ export function movesBetween(from: Placement, to: Placement): Omit<Move, 'round'
       }
     }
   }
-  return moves;
-}
-
-/** Replicas of e on GPU g that stay in their own slot. */
-function keptOn(a: Int32Array, b: Int32Array, g: number, S: number, e: number): number {
-  let n = 0;
-  for (let i = 0; i < S; i++) if (a[g * S + i] === e && b[g * S + i] === e) n++;
-  return n;
+  return { moves, localCopies };
 }
 
 /** Moves, bytes, links and the copy schedule of going from `from` to `to`. */
 export function migrationBetween(from: Placement, to: Placement, expertBytes: number, speeds: LinkSpeeds): Migration {
-  const raw = movesBetween(from, to);
+  const { moves: raw, localCopies } = movesBetween(from, to);
   const NG = to.shape.numGpus;
   // RDMA copies are the long ones: place them first so they share rounds.
   const order = raw.map((_, i) => i).sort((x, y) => (raw[x].link === raw[y].link ? x - y : raw[x].link === 'rdma' ? -1 : 1));
@@ -140,6 +139,7 @@ export function migrationBetween(from: Placement, to: Placement, expertBytes: nu
     moves,
     movedExperts: moves.length,
     movedBytes: moves.length * expertBytes,
+    localCopies,
     nvlinkMoves: nvlink,
     rdmaMoves: moves.length - nvlink,
     rounds: roundSeconds.length,

@@ -3,12 +3,13 @@
  * stay put where they can, and kept within a move budget.
  *
  * - No budget, or a re-plan whose aligned moves fit the budget: the re-plan, aligned (align.ts).
- * - Otherwise: the running placement rebalanced with at most the budget's copies (budget.ts),
- *   its dispatch from the shares of sources per replica that balance it.
+ * - Otherwise: the running placement rebalanced with at most the budget's copies (budget.ts):
+ *   copy moves, or whole layers of the aligned re-plan, wherever they pay most per copy; its
+ *   dispatch from the shares of sources per replica that balance it.
  * Either way the result records its moves and their copy schedule (moves.ts).
  */
 import { InputError } from '../errors.js';
-import { dispatchOfShares } from '../placement.js';
+import { dispatchOf, dispatchOfShares } from '../placement.js';
 import type { PlanFile } from '../schemas.js';
 import type { Placement } from '../types.js';
 import { alignGpus, applyAlignment } from './align.js';
@@ -43,12 +44,13 @@ export interface RebalanceResult {
 export function alignPlacement(current: Placement, replan: Placement, relabel = true): Placement {
   const E = replan.numExperts;
   const phy2log: Int32Array[] = [];
-  const dispatch: Int32Array[] | null = replan.dispatch ? [] : null;
+  const dispatch: Int32Array[] = [];
   for (let l = 0; l < replan.numLayers; l++) {
     const map = alignGpus(current.phy2log[l], replan.phy2log[l], E, replan.shape, relabel);
-    const a = applyAlignment(current.phy2log[l], replan.phy2log[l], replan.dispatch?.[l] ?? null, map, E, replan.shape);
+    // The default dispatch rule depends on GPU labels: relabel the table it gives, not the rule.
+    const a = applyAlignment(current.phy2log[l], replan.phy2log[l], dispatchOf(replan, l), map, E, replan.shape);
     phy2log.push(a.phy2log);
-    if (dispatch) dispatch.push(a.dispatch!);
+    dispatch.push(a.dispatch!);
   }
   return { ...replan, phy2log, dispatch };
 }
@@ -80,7 +82,7 @@ export function rebalance(args: RebalanceArgs): RebalanceResult {
   if (maxMoves === undefined || full.movedExperts <= maxMoves) {
     return { placement: aligned, migration: full, method: 'replan', replanMoves: full.movedExperts };
   }
-  const b = rebalanceWithBudget(current, loads, maxMoves);
+  const b = rebalanceWithBudget(current, loads, maxMoves, aligned);
   const placement: Placement = {
     ...b.placement,
     dispatch: b.placement.phy2log.map((row, l) => dispatchOfShares(row, b.shares[l], current.numExperts, current.shape)),
