@@ -6,6 +6,9 @@
  *    EPLB's own even-split model), with the model's 8 groups (hierarchical policy when the nodes
  *    divide the groups) and with 1 group (global policy): how far EPLB is from the bound, and which
  *    part of the bound binds.
+ *    EP144 (18 x 8 H800, 2 slots per GPU, every V3 counts file): EPLB's and our `balance` plan's
+ *    max load over the bound without the two-slot pairing part (`old`: average, replica share,
+ *    pigeonhole) and with it (`new`), median over layers.
  * 2. Traffic: on DeepSeek-V2-Lite traces (one middle layer, requests round-robin over GPUs, normal
  *    mode), `trafficLowerBound` (LP relaxation on the heaviest sets within --nnz, and the Lagrangian
  *    bound on every set; one replica) against EPLB's inter-node bytes, with the solve time.
@@ -13,19 +16,20 @@
  * Usage: node dist/bench/bounds.js [--layer 13] [--nnz 30000]
  * Prints tables and writes bench/results/bounds.json.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { scorePlacement } from '../src/bounds/instance.js';
 import { maxLoadLowerBoundDetail } from '../src/bounds/max-load.js';
 import { trafficLowerBound } from '../src/bounds/traffic.js';
-import { countsLoads, LayerAccumulator } from '../src/cost.js';
+import { countsLoads, evaluate, LayerAccumulator } from '../src/cost.js';
 import { defaultDispatch } from '../src/placement.js';
-import { MODEL_PRESETS } from '../src/presets.js';
+import { MODEL_PRESETS, resolveCluster } from '../src/presets.js';
 import { ModelSchema } from '../src/schemas.js';
 import { makeShape } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
 import { compressTokenSets, expertLoadsOfLayer, tokenSetsOfLayer } from '../src/workload/tokens.js';
 import { eplbPlacement } from '../solvers/eplb.js';
+import { optimize } from '../solvers/optimize.js';
 import { flag, SPLITS, writeResult } from './common.js';
 
 const DATA = fileURLToPath(new URL('../../../shared/data/', import.meta.url));
@@ -46,7 +50,7 @@ if (existsSync(v3dir)) {
   for (const [shape, groups] of shapes.flatMap((sh) => [[sh, model.groups ?? 1], [sh, 1]] as const)) {
     const gaps: number[] = [];
     const evenGaps: number[] = [];
-    const binds = { average: 0, replicated: 0, pigeonhole: 0 };
+    const binds = { average: 0, replicated: 0, pigeonhole: 0, pairing: 0 };
     let layers = 0;
     for (const f of files) {
       const wl = await loadWorkload(`${v3dir}/${f}`, model);
@@ -71,7 +75,8 @@ if (existsSync(v3dir)) {
           if (e >= 0) even[Math.floor(p / shape.slotsPerGpu)] += loads[l][e] / cnt[e];
         });
         evenGaps.push(Math.max(...even) / d.bound - 1);
-        if (d.bound === d.pigeonhole) binds.pigeonhole++;
+        if (d.bound === d.pairing) binds.pairing++;
+        else if (d.bound === d.pigeonhole) binds.pigeonhole++;
         else if (d.bound === d.replicated) binds.replicated++;
         else binds.average++;
         layers++;
@@ -95,6 +100,61 @@ if (existsSync(v3dir)) {
   console.table(rows);
   out.maxLoad = rows;
 } else console.log(`skipped max load: ${v3dir} absent`);
+
+// ---- 1b. max load at EP144 (2 slots per GPU): the pairing bound
+if (existsSync(v3dir)) {
+  const model = ModelSchema.parse(MODEL_PRESETS['deepseek-v3']);
+  const cluster = resolveCluster('h800-18x8', model);
+  const shape = makeShape(cluster.nodes, cluster.gpusPerNode, cluster.slotsPerGpu!);
+  const rows: Record<string, unknown>[] = [];
+  const all = { eplbOld: [] as number[], eplbNew: [] as number[], oursOld: [] as number[], oursNew: [] as number[], pairingBinds: 0, seconds: 0 };
+  const files = readdirSync(v3dir).filter((f) => f.endsWith('.json')).sort();
+  for (const f of files) {
+    const wl = await loadWorkload(`${v3dir}/${f}`, model);
+    const input = { model, cluster, shape, workload: wl, objective: 'balance' as const, mode: 'normal' as const, seed: 1, workers: 1 };
+    const evalOf = (placement: Parameters<typeof evaluate>[0]['placement']) => evaluate({ model, cluster, placement, workload: wl, options: { sampleTokens: 8 } });
+    const ours = evalOf((await optimize(input)).placement);
+    const loads: Float64Array[] = [];
+    for (let l = 0; l < model.moeLayerIds.length; l++) loads.push(expertLoadsOfLayer(wl, l));
+    const eplb = evalOf(eplbPlacement(loads, model.experts, shape, model.groups ?? 1));
+    const g = { eplbOld: [] as number[], eplbNew: [] as number[], oursOld: [] as number[], oursNew: [] as number[], pairingBinds: 0 };
+    for (let l = 0; l < loads.length; l++) {
+      if (loads[l].every((v) => v === 0)) continue;
+      const t0 = performance.now();
+      const d = maxLoadLowerBoundDetail(loads[l], shape.numGpus, shape.slotsPerGpu);
+      all.seconds += (performance.now() - t0) / 1000;
+      const old = Math.max(d.average, d.replicated, d.pigeonhole);
+      g.eplbOld.push(eplb.perLayer[l].maxLoad / old - 1);
+      g.eplbNew.push(eplb.perLayer[l].maxLoad / d.bound - 1);
+      g.oursOld.push(ours.perLayer[l].maxLoad / old - 1);
+      g.oursNew.push(ours.perLayer[l].maxLoad / d.bound - 1);
+      if (d.bound > old) g.pairingBinds++;
+    }
+    rows.push({
+      file: f,
+      layers: g.eplbOld.length,
+      eplbOverOldMedian: +quantile(g.eplbOld, 0.5).toFixed(4),
+      eplbOverNewMedian: +quantile(g.eplbNew, 0.5).toFixed(4),
+      oursOverOldMedian: +quantile(g.oursOld, 0.5).toFixed(4),
+      oursOverNewMedian: +quantile(g.oursNew, 0.5).toFixed(4),
+      pairingBinds: g.pairingBinds,
+    });
+    for (const k of ['eplbOld', 'eplbNew', 'oursOld', 'oursNew'] as const) all[k].push(...g[k]);
+    all.pairingBinds += g.pairingBinds;
+  }
+  rows.push({
+    file: 'all',
+    layers: all.eplbOld.length,
+    eplbOverOldMedian: +quantile(all.eplbOld, 0.5).toFixed(4),
+    eplbOverNewMedian: +quantile(all.eplbNew, 0.5).toFixed(4),
+    oursOverOldMedian: +quantile(all.oursOld, 0.5).toFixed(4),
+    oursOverNewMedian: +quantile(all.oursNew, 0.5).toFixed(4),
+    pairingBinds: all.pairingBinds,
+  });
+  console.log('max load at EP144 (18x8x2): max load / bound - 1, median over layers; old = average, replica share, pigeonhole; new = with the pairing bound');
+  console.table(rows);
+  out.ep144 = { rows, boundMsPerLayer: +((1000 * all.seconds) / all.eplbOld.length).toFixed(2) };
+}
 
 // ---- 2. traffic bound on DeepSeek-V2-Lite traces
 const v2dir = `${DATA}deepseek-v2-lite-traces/prompts_0001-1000`;

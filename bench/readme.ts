@@ -176,6 +176,21 @@ export const VIEWS: Record<string, ViewSpec> = {
         ],
       },
       {
+        title: 'Max load at EP144, DeepSeek-V3 SGLang counts on 18 x 8 GPUs x 2 slots: max load / lower bound - 1, median over layers, for EPLB and for our `balance` plan, against the bound without the two-slot pairing part (old: average, replica share, pigeonhole) and with it (new); pairing raises = layers where the pairing part raises the bound. Bound time {ep144.boundMsPerLayer|1} ms per layer.',
+        rows: 'ep144.rows',
+        key: ['file'],
+        runs: 1,
+        columns: [
+          ['file', 'counts file'],
+          ['layers'],
+          ['eplbOverOldMedian', 'EPLB / old bound', '1%*100'],
+          ['eplbOverNewMedian', 'EPLB / new bound', '1%*100'],
+          ['oursOverOldMedian', 'ours / old bound', '1%*100'],
+          ['oursOverNewMedian', 'ours / new bound', '1%*100'],
+          ['pairingBinds', 'pairing raises'],
+        ],
+      },
+      {
         title: 'Inter-node traffic, one DeepSeek-V2-Lite layer, normal mode, one replica per expert: lower bound against EPLB.',
         rows: 'traffic',
         key: ['shape', 'method'],

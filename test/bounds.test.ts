@@ -2,15 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { coverageTrafficBound } from '../src/bounds/coverage.js';
 import { countAssignments, exactMinTraffic, minTrafficMip } from '../src/bounds/exact.js';
 import type { TrafficInstance } from '../src/bounds/instance.js';
-import { maxLoadGap, maxLoadLowerBound, maxLoadLowerBoundDetail, minMaxReplicaShare } from '../src/bounds/max-load.js';
+import { maxLoadGap, maxLoadLowerBound, maxLoadLowerBoundDetail, minMaxReplicaShare, pairingBound, PAIRING_SMALL, PAIRING_THETAS, splitWeight } from '../src/bounds/max-load.js';
 import { trafficLowerBound } from '../src/bounds/traffic.js';
 import { accumulateLayer, LayerAccumulator } from '../src/cost.js';
 import { InfeasibleError } from '../src/errors.js';
+import { LpModel, solveLp } from '../src/lp/index.js';
 import { defaultDispatch } from '../src/placement.js';
 import { Rng } from '../src/rng.js';
 import type { Mode } from '../src/schemas.js';
 import { makeShape } from '../src/types.js';
 import type { Shape, TokenSets } from '../src/types.js';
+import { loadWorkload } from '../src/workload/index.js';
+import { expertLoadsOfLayer } from '../src/workload/tokens.js';
+import { resolveModel } from '../src/presets.js';
+import { existsSync } from 'node:fs';
+import { DATA } from './workload-helpers.js';
 
 const MODEL = { dispatchBytesPerToken: 7, combineBytesPerToken: 11 };
 const B = 18;
@@ -211,6 +217,143 @@ describe('maxLoadLowerBound', () => {
     expect(maxLoadGap(11, 10)).toBeCloseTo(0.1, 12);
     expect(maxLoadGap(0, 0)).toBe(0);
     expect(maxLoadGap(1, 0)).toBe(Infinity);
+  });
+});
+
+/**
+ * The least max GPU load when each expert's load may be split in any way over its replicas (at
+ * most one replica of an expert per GPU, at most S replicas per GPU): a MIP with y[e][g] binary
+ * (e has a replica on g; each expert at least one), f[e][g] >= 0 its share there. Every placement and dispatch of the cost
+ * model is a point of it, so it is at most the true optimum: a bound below it is below that too.
+ */
+async function splittableOptimum(w: Float64Array, NG: number, S: number): Promise<number> {
+  const E = w.length;
+  const lp = new LpModel('min');
+  const T = lp.addVar(undefined, { obj: 1 });
+  const y = (e: number, g: number): number => 1 + 2 * (e * NG + g);
+  for (let e = 0; e < E; e++) {
+    for (let g = 0; g < NG; g++) {
+      lp.addVar(undefined, { ub: 1, integer: true });
+      lp.addVar(undefined, {});
+    }
+  }
+  for (let e = 0; e < E; e++) {
+    lp.addConstraint(Array.from({ length: NG }, (_, g) => [y(e, g) + 1, 1] as const), { lb: w[e], ub: w[e] });
+    // Every expert has a replica, even one with no load.
+    lp.addConstraint(Array.from({ length: NG }, (_, g) => [y(e, g), 1] as const), { lb: 1 });
+    for (let g = 0; g < NG; g++) lp.addConstraint([[y(e, g) + 1, 1], [y(e, g), -w[e]]], { ub: 0 });
+  }
+  for (let g = 0; g < NG; g++) {
+    lp.addConstraint(Array.from({ length: E }, (_, e) => [y(e, g), 1] as const), { ub: S });
+    lp.addConstraint([...Array.from({ length: E }, (_, e) => [y(e, g) + 1, 1] as const), [T, -1]], { ub: 0 });
+  }
+  const r = await solveLp(lp, { backend: 'highs' });
+  expect(r.status).toBe('optimal');
+  return r.objective;
+}
+
+describe('pairingBound (two slots per GPU, splittable loads)', () => {
+  const weight = (y: number, theta: number, a: number): number => (y <= 1 - theta ? a : y < theta ? 0.5 : 1 - a);
+
+  it('splitWeight: hand values, and never above the weight of a split into pieces <= 1', () => {
+    expect(splitWeight(0, 0.9, 0.25)).toBe(0.25);
+    expect(splitWeight(0.05, 0.9, 0.25)).toBe(0.25);
+    expect(splitWeight(0.5, 0.9, 0.25)).toBe(0.5);
+    // 0.95: one big piece (0.75), or a medium and a small one (0.75); two mediums weigh 1.
+    expect(splitWeight(0.95, 0.9, 0.25)).toBe(0.75);
+    // 2.5: three medium pieces (capacity 2.7) at 0.5 each.
+    expect(splitWeight(2.5, 0.9, 0.25)).toBe(1.5);
+    // Above the enumeration limit: the linear relaxation at the cheapest rate (medium, 1 / 1.8).
+    expect(splitWeight(36, 0.9, 0.25)).toBeCloseTo(20, 12);
+    // The integer minimum over piece counts (s small, m medium, b big), by brute force.
+    const brute = (x: number, theta: number, a: number): number => {
+      let best = Infinity;
+      for (let b = 0; b <= 17; b++) {
+        for (let m = 0; m <= 40; m++) {
+          for (let sm = 0; sm <= 200; sm++) {
+            if (b + m + sm > 0 && sm * (1 - theta) + m * theta + b >= x - 1e-12) best = Math.min(best, a * sm + 0.5 * m + (1 - a) * b);
+          }
+        }
+      }
+      return best;
+    };
+    const rng = new Rng(5);
+    for (let t = 0; t < 200; t++) {
+      const theta = PAIRING_THETAS[rng.int(PAIRING_THETAS.length)];
+      const a = PAIRING_SMALL[rng.int(PAIRING_SMALL.length)];
+      const x = rng.next() < 0.5 ? rng.next() : rng.next() * 6;
+      expect(splitWeight(x, theta, a)).toBeCloseTo(brute(x, theta, a), 12);
+    }
+    for (let t = 0; t < 3000; t++) {
+      const theta = PAIRING_THETAS[rng.int(PAIRING_THETAS.length)];
+      const a = PAIRING_SMALL[rng.int(PAIRING_SMALL.length)];
+      const pieces = Array.from({ length: 1 + rng.int(6) }, () => (rng.next() < 0.2 ? 1 : rng.next() < 0.2 ? 0 : rng.next()));
+      const x = pieces.reduce((s, v) => s + v, 0);
+      const u = pieces.reduce((s, v) => s + weight(v, theta, a), 0);
+      expect(splitWeight(x, theta, a)).toBeLessThanOrEqual(u + 1e-12);
+    }
+  });
+
+  it('never above the optimum of the splittable relaxation (MIP), and above the old bound on some tiny instances', async () => {
+    const rng = new Rng(17);
+    let tighter = 0;
+    for (let t = 0; t < 40; t++) {
+      const NG = 2 + rng.int(4);
+      const E = NG + 1 + rng.int(NG);
+      const w = Float64Array.from({ length: E }, () => (rng.next() < 0.1 ? 0 : Math.round(Math.exp(rng.normal() * 0.8) * 20)));
+      if (w.every((v) => v === 0)) w[0] = 1;
+      const d = maxLoadLowerBoundDetail(w, NG, 2);
+      const opt = await splittableOptimum(w, NG, 2);
+      expect(d.bound, `loads ${Array.from(w)} on ${NG} GPUs`).toBeLessThanOrEqual(opt * (1 + 1e-7) + 1e-9);
+      if (d.pairing > Math.max(d.average, d.replicated, d.pigeonhole) * (1 + 1e-9)) tighter++;
+    }
+    expect(tighter).toBeGreaterThan(0);
+  });
+
+  it('hand case: three experts of load 5 and two of load 1 on three GPUs x 2 slots', async () => {
+    // Old bound: the average 17 / 3. Splittable optimum 6 ({5,1} {5,1} {5}, or {5,5,1} over two
+    // GPUs and {5,1}); two 5s cannot share a GPU unsplit, and splitting a 5 takes the one spare slot.
+    const w = Float64Array.from([5, 5, 5, 1, 1]);
+    const d = maxLoadLowerBoundDetail(w, 3, 2);
+    expect(Math.max(d.average, d.replicated, d.pigeonhole)).toBeCloseTo(17 / 3, 12);
+    expect(await splittableOptimum(w, 3, 2)).toBeCloseTo(6, 9);
+    expect(d.pairing).toBeGreaterThan(5.8);
+    expect(d.bound).toBeLessThanOrEqual(6);
+  });
+
+  it('applies to two slots per GPU only; 0 when it proves nothing above the given bound', () => {
+    const w = Float64Array.from({ length: 12 }, (_, e) => 10 + e);
+    expect(maxLoadLowerBoundDetail(w, 4, 3).pairing).toBe(0);
+    expect(maxLoadLowerBoundDetail(w, 12, 1).pairing).toBe(0);
+    expect(pairingBound(w, 6, 1e9)).toBe(0);
+  });
+
+  it('tighter than the old bound on a V3-like EP144 instance (256 skewed experts, 144 GPUs x 2 slots)', () => {
+    const rng = new Rng(3);
+    const ratios: number[] = [];
+    for (let t = 0; t < 5; t++) {
+      const w = Float64Array.from({ length: 256 }, () => Math.round(Math.exp(rng.normal() * 0.9) * 1000));
+      const d = maxLoadLowerBoundDetail(w, 144, 2);
+      ratios.push(d.pairing / Math.max(d.average, d.replicated, d.pigeonhole));
+    }
+    ratios.sort((x, y) => x - y);
+    expect(ratios[0]).toBeGreaterThan(1);
+    expect(ratios[2]).toBeGreaterThan(1.02);
+  });
+
+  const v3 = `${DATA}/deepseek-v3-sglang/decode_in1000out1000.json`;
+  it.skipIf(!existsSync(v3))('real DeepSeek-V3 decode counts on 18 x 8 GPUs x 2 slots: tighter on the median layer (opt-in: /work/shared/data)', async () => {
+    const model = resolveModel('deepseek-v3');
+    const wl = await loadWorkload(v3, model);
+    const ratios: number[] = [];
+    for (let l = 0; l < model.moeLayerIds.length; l++) {
+      const d = maxLoadLowerBoundDetail(expertLoadsOfLayer(wl, l), 144, 2);
+      const old = Math.max(d.average, d.replicated, d.pigeonhole);
+      expect(d.bound).toBeGreaterThanOrEqual(old);
+      ratios.push(d.bound / old);
+    }
+    ratios.sort((x, y) => x - y);
+    expect(ratios[ratios.length >> 1]).toBeGreaterThan(1.02);
   });
 });
 

@@ -8,7 +8,7 @@ import { InfeasibleError, InputError } from '../errors.js';
 
 /** The parts of `maxLoadLowerBound`, each a valid bound on its own. */
 export interface MaxLoadBound {
-  /** max of the three below. */
+  /** max of the four below. */
   bound: number;
   /** total load / NG. */
   average: number;
@@ -16,6 +16,8 @@ export interface MaxLoadBound {
   replicated: number;
   /** best pigeonhole bound over the experts that cannot all be replicated (0 if none applies). */
   pigeonhole: number;
+  /** two slots per GPU: the splittable two-per-GPU weighting bound (`pairingBound`; 0 otherwise). */
+  pairing: number;
   /** [E] replica counts reaching `replicated` (a good start for `replicate`). */
   replicaCounts: Int32Array;
 }
@@ -45,6 +47,8 @@ export interface MaxLoadBound {
  *    carrying its whole load: add the q smallest loads of all experts. (j = 1, R = 0, S = 2 is the
  *    classic "two of the NG+1 largest jobs share a machine"; j = 0, R = 0 says the hottest expert's
  *    GPU is filled with S-1 others.)
+ * 4. `pairing` (S = 2): `pairingBound`. (With S = 1 `replicated` is already the optimum of that
+ *    relaxation: every GPU serves one piece, so max load >= max_e w[e] / c[e].)
  * Throws InfeasibleError when E > P (no placement exists).
  */
 export function maxLoadLowerBoundDetail(loads: Float64Array, numGpus: number, slotsPerGpu: number): MaxLoadBound {
@@ -78,7 +82,110 @@ export function maxLoadLowerBoundDetail(loads: Float64Array, numGpus: number, sl
     if (q > 0) s += smallest[Math.min(q, E)];
     if (s > pigeonhole) pigeonhole = s;
   }
-  return { bound: Math.max(average, replicated, pigeonhole), average, replicated, pigeonhole, replicaCounts: counts };
+  const lo = Math.max(average, replicated, pigeonhole);
+  const pairing = S === 2 ? pairingBound(loads, NG, lo) : 0;
+  return { bound: Math.max(lo, pairing), average, replicated, pigeonhole, pairing, replicaCounts: counts };
+}
+
+/** Thresholds theta of the weightings `pairingBound` tries (each > 1/2). */
+export const PAIRING_THETAS: readonly number[] = Array.from({ length: 19 }, (_, i) => 0.525 + 0.025 * i);
+/** Weights a of a small piece that `pairingBound` tries (each in [0, 1/2]). */
+export const PAIRING_SMALL: readonly number[] = [0.1, 0.15, 0.2, 0.25, 0.3, 1 / 3, 0.4, 0.45];
+/** Loads (in units of T) above which `splitWeight` uses its linear lower bound. */
+const SPLIT_ENUMERATION_LIMIT = 16;
+
+/**
+ * Least total weight of a load x >= 0 (in units of the max load T) split into pieces of size in
+ * [0, 1], at least one piece, when a piece y weighs u(y) = a (y <= 1 - theta), 1/2 (1 - theta < y
+ * < theta) or 1 - a (y >= theta); `pairingBound`'s v(x), or a lower bound on it.
+ *
+ * With s small, m medium and b big pieces, x <= s (1 - theta) + m theta + b (a medium piece is
+ * < theta), so v(x) >= min a s + m / 2 + (1 - a) b over integers s, m, b >= 0 with s + m + b >= 1
+ * and that capacity; enumerated over b and m for x <= SPLIT_ENUMERATION_LIMIT (s follows), and
+ * for larger x the linear relaxation x * min(a / (1 - theta), 1 / (2 theta), 1 - a) (one per unit
+ * of capacity at the cheapest rate), which is below the integer minimum.
+ */
+export function splitWeight(x: number, theta: number, a: number): number {
+  if (x <= 0) return Math.min(a, 0.5, 1 - a);
+  const small = 1 - theta;
+  if (x <= 1) {
+    // The enumeration below for x <= 1 (b <= 1, m <= 2): small pieces only; one medium (plus small
+    // ones past theta); two mediums; one big.
+    const smalls = a * Math.ceil(x / small - 1e-12);
+    const medium = x < theta ? 0.5 : Math.min(1, 0.5 + a * Math.ceil((x - theta) / small - 1e-12));
+    return Math.min(smalls, medium, 1 - a);
+  }
+  if (x > SPLIT_ENUMERATION_LIMIT) return x * Math.min(a / small, 1 / (2 * theta), 1 - a);
+  let best = Infinity;
+  const maxB = Math.ceil(x);
+  for (let b = 0; b <= maxB; b++) {
+    const r = x - b;
+    const maxM = r > 0 ? Math.ceil(r / theta) : 0;
+    for (let m = 0; m <= maxM; m++) {
+      const left = r - m * theta;
+      let sm = left > 0 ? Math.ceil(left / small - 1e-12) : 0;
+      if (b + m + sm === 0) sm = 1;
+      const w = a * sm + 0.5 * m + (1 - a) * b;
+      if (w < best) best = w;
+    }
+  }
+  return best;
+}
+
+/**
+ * Lower bound on the largest GPU load when every GPU holds at most two slots (S = 2), whatever
+ * the replica counts and the dispatch table (each expert's load may be split in any way over its
+ * replicas). Returns the largest T it proves infeasible (0 when it proves nothing above `from`,
+ * a value already known to be a bound).
+ *
+ * Proof. Take any placement with largest GPU load <= T and any dispatch. A replica serves a piece
+ * of its expert's load (the pieces of e sum to w[e]: every (token, e) pair is served by one
+ * replica), every piece is <= T (it lands on one GPU), and a GPU holds at most two pieces. In units
+ * of T weigh a piece y by u(y) = a for y <= 1 - theta, 1/2 for 1 - theta < y < theta, 1 - a for
+ * y >= theta (1/2 < theta < 1, 0 <= a <= 1/2). Two pieces on one GPU have y1 + y2 <= 1, so if one
+ * is >= theta the other is <= 1 - theta (weights 1 - a + a = 1), else both are < theta and their
+ * weights sum to <= 1/2 + 1/2; one piece weighs <= 1 - a <= 1. So the weights of all pieces sum to
+ * <= NG. Grouped by expert, e's pieces weigh >= v(w[e] / T) (`splitWeight`, the least weight of any
+ * split of w[e] / T into pieces <= 1). Hence sum_e v(w[e] / T) <= NG for every T >= the optimum:
+ * a T with sum_e v(w[e] / T) > NG is below the optimum. v is non-decreasing in its argument
+ * (shrinking pieces never raises their weights), so the sum is non-increasing in T and the largest
+ * T that fails is found by bisection; the T returned has been checked to fail (with a margin for
+ * rounding), over the weightings PAIRING_THETAS x PAIRING_SMALL.
+ * (Two experts of load in (T/2, T] cannot share a GPU unsplit; a = 1/3, theta -> 1/2 gives the
+ * "three such experts need two GPUs" count; large theta charges an expert near T for the light
+ * piece its GPU must pair it with.)
+ */
+export function pairingBound(loads: Float64Array, numGpus: number, from = 0): number {
+  const E = loads.length;
+  if (E === 0) return 0;
+  let total = 0;
+  for (let e = 0; e < E; e++) total += loads[e];
+  if (!(total > 0)) return 0;
+  const fails = (T: number): boolean => {
+    for (const theta of PAIRING_THETAS) {
+      for (const a of PAIRING_SMALL) {
+        let sum = 0;
+        for (let e = 0; e < E; e++) sum += splitWeight(loads[e] / T, theta, a);
+        if (sum > numGpus * (1 + 1e-12) + 1e-9) return true;
+      }
+    }
+    return false;
+  };
+  let lo = from > 0 ? from : total / numGpus;
+  if (!fails(lo)) return 0;
+  // Grow hi until the certificate no longer fails; it stops failing for large T, where every
+  // expert is one small piece of weight a and a E <= E / 2 <= NG (E <= P = 2 NG).
+  let hi = lo * 1.0625;
+  while (fails(hi)) {
+    lo = hi;
+    hi *= 2;
+  }
+  for (let it = 0; it < 40 && hi - lo > 1e-9 * hi; it++) {
+    const mid = 0.5 * (lo + hi);
+    if (fails(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** `maxLoadLowerBoundDetail(...).bound`. */
