@@ -16,7 +16,8 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { GENERATOR_DEFAULTS, generateTrace, marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage, type GenerateOptions } from '../src/generator.js';
+import { GENERATOR_DEFAULTS, generateTrace, type GenerateOptions } from '../src/generator.js';
+import { marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage } from '../src/generator/fidelity.js';
 import { resolveModel } from '../src/presets.js';
 import type { Trace } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';

@@ -49,8 +49,10 @@ export type { IndexOptions } from './workload/indexer.js';
 export { sampleTokensFromCounts } from './workload/sample.js';
 
 // Synthetic traces and fidelity measures.
-export { GENERATOR_DEFAULTS, generateTrace, marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage } from './generator.js';
-export type { GenerateOptions, PairLiftStats } from './generator.js';
+export { GENERATOR_DEFAULTS, generateTrace } from './generator.js';
+export type { GenerateOptions } from './generator.js';
+export { marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage } from './generator/fidelity.js';
+export type { PairLiftStats } from './generator/fidelity.js';
 
 // The cost model.
 export { evaluate, parseCostOptions } from './cost.js';

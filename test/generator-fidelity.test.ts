@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { generateTrace, marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage } from '../src/generator.js';
+import { generateTrace } from '../src/generator.js';
+import { marginalTvd, pairLiftQuantiles, requestAffinity, successorCoverage } from '../src/generator/fidelity.js';
 import { ModelSchema, type Model } from '../src/schemas.js';
 import type { Counts, Trace } from '../src/types.js';
 

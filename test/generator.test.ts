@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors.js';
-import { generateTrace, lognormalPopularity, marginalTvd, normalQuantile } from '../src/generator.js';
+import { generateTrace } from '../src/generator.js';
+import { marginalTvd } from '../src/generator/fidelity.js';
+import { lognormalPopularity, normalQuantile } from '../src/generator/popularity.js';
 import { MODEL_PRESETS, resolveModel } from '../src/presets.js';
 import { Rng } from '../src/rng.js';
 import { ModelSchema, type Model, type ModelInput } from '../src/schemas.js';
