@@ -14,7 +14,8 @@ import { makeShape, type Placement, type Trace, type WorkloadIndex } from '../sr
 import { indexWorkload } from '../src/workload/indexer.js';
 import { expertLoadsOfLayer } from '../src/workload/tokens.js';
 import { mptHeaderOf, readTrace, writeTrace } from '../src/workload/index.js';
-import { isLargeTrace, MptWriter, streamIndex, workloadOfIndex } from '../src/workload/stream.js';
+import { MptWriter } from '../src/workload/mpt-stream.js';
+import { isLargeTrace, streamIndex, workloadOfIndex } from '../src/workload/stream.js';
 import { toyCluster, toyModel } from './cost-helpers.js';
 import { tempDir, TINY, WIDE } from './workload-helpers.js';
 

@@ -13,6 +13,7 @@ import type { Trace, Workload } from '../src/types.js';
 import { IdChecker, TraceBuilder } from '../src/workload/builder.js';
 import { Rng } from '../src/rng.js';
 import { detectFormat, loadWorkload, naturalCompare } from '../src/workload/index.js';
+import { compressTokenSets, SetCompressor } from '../src/workload/tokens.js';
 import { expectInputError, TINY, TINY_TOP1, tempDir } from './workload-helpers.js';
 
 let tmp: ReturnType<typeof tempDir>;
@@ -44,6 +45,66 @@ const ids = (tr: Trace, l: number, t: number): number[] => Array.from(tr.experts
 const ROW_A = [1, 2, 3, 4, 5, 6, 7, 8];
 const ROW_B = [8, 0, 0, 0, 0, 0, 0, 28];
 const ZERO = [0, 0, 0, 0, 0, 0, 0, 0];
+
+describe('SetCompressor (the one token-set compressor)', () => {
+  // 400 tokens, top-3 of 6 experts in random order, 3 sources, integer weights: many repeats.
+  const rng = new Rng(8);
+  const n = 400;
+  const k = 3;
+  const experts = new Uint16Array(n * k);
+  for (let t = 0; t < n; t++) {
+    const perm = rng.shuffle(Uint16Array.from({ length: 6 }, (_, e) => e));
+    experts.set(perm.subarray(0, k), t * k);
+  }
+  const source = Uint16Array.from({ length: n }, () => rng.int(3));
+  const weight = Float64Array.from({ length: n }, () => 1 + rng.int(4));
+  const all = compressTokenSets({ n, k, experts, source, weight });
+
+  it('merges equal (source, expert set) pairs, sets in order of first appearance, experts ascending', () => {
+    // Brute force with string keys.
+    const seen = new Map<string, number>();
+    const keys: string[] = [];
+    const w: number[] = [];
+    for (let t = 0; t < n; t++) {
+      const key = `${source[t]}:${Array.from(experts.subarray(t * k, t * k + k)).sort((a, b) => a - b).join(',')}`;
+      const at = seen.get(key);
+      if (at === undefined) {
+        seen.set(key, keys.length);
+        keys.push(key);
+        w.push(weight[t]);
+      } else w[at] += weight[t];
+    }
+    expect(all.n).toBe(keys.length);
+    expect(all.n).toBeLessThan(n);
+    for (let i = 0; i < all.n; i++) {
+      expect(`${all.source[i]}:${Array.from(all.experts.subarray(i * k, i * k + k)).join(',')}`).toBe(keys[i]);
+      expect(all.weight[i]).toBe(w[i]);
+    }
+  });
+
+  it('gives the same sets fed in uneven chunks from a small start (grown on the way)', () => {
+    const c = new SetCompressor(k, Infinity, 2);
+    for (let a = 0, step = 1; a < n; a += step, step = (step * 3) % 17 + 1) {
+      const b = Math.min(n, a + step);
+      c.add(experts.subarray(a * k, b * k), source.subarray(a, b), weight.subarray(a, b), b - a);
+    }
+    expect(c.alive).toBe(true);
+    const s = c.sets();
+    expect(Array.from(s.experts)).toEqual(Array.from(all.experts));
+    expect(Array.from(s.source)).toEqual(Array.from(all.source));
+    expect(Array.from(s.weight)).toEqual(Array.from(all.weight));
+  });
+
+  it('gives up past max distinct sets', () => {
+    const c = new SetCompressor(k, all.n - 1);
+    c.add(experts, source, weight, n);
+    expect(c.alive).toBe(false);
+    const d = new SetCompressor(k, all.n);
+    d.add(experts, source, weight, n);
+    expect(d.alive).toBe(true);
+    expect(d.n).toBe(all.n);
+  });
+});
 
 describe('naturalCompare', () => {
   it('orders digit runs by value and is a total order', () => {

@@ -11,6 +11,7 @@ import type { LpStatus } from '../lp/index.js';
 import { defaultDispatch } from '../placement.js';
 import type { Mode, Model } from '../schemas.js';
 import type { Shape, TokenSets } from '../types.js';
+import { SetCompressor } from '../workload/tokens.js';
 
 /** A one-layer traffic instance. */
 export interface TrafficInstance {
@@ -66,28 +67,21 @@ export interface NodeSets {
 
 export function nodeSets(tokens: TokenSets, shape: Shape): NodeSets {
   const { n, k } = tokens;
-  const map = new Map<string, number>();
-  const ex: number[] = [];
-  const node: number[] = [];
-  const weight: number[] = [];
-  const key = new Int32Array(k);
+  // Tokens of positive weight, their source GPU replaced by its node, merged by SetCompressor.
+  const ids = new Uint16Array(n * k);
+  const node = new Uint16Array(n);
+  const weight = new Float64Array(n);
+  let m = 0;
   for (let i = 0; i < n; i++) {
     if (tokens.weight[i] === 0) continue;
-    for (let j = 0; j < k; j++) key[j] = tokens.experts[i * k + j];
-    key.sort();
-    const m = Math.floor(tokens.source[i] / shape.gpusPerNode);
-    const s = `${m}:${key.join(',')}`;
-    const at = map.get(s);
-    if (at !== undefined) {
-      weight[at] += tokens.weight[i];
-      continue;
-    }
-    map.set(s, node.length);
-    node.push(m);
-    weight.push(tokens.weight[i]);
-    for (let j = 0; j < k; j++) ex.push(key[j]);
+    ids.set(tokens.experts.subarray(i * k, i * k + k), m * k);
+    node[m] = Math.floor(tokens.source[i] / shape.gpusPerNode);
+    weight[m++] = tokens.weight[i];
   }
-  return { n: node.length, k, experts: Int32Array.from(ex), node: Int32Array.from(node), weight: Float64Array.from(weight) };
+  const c = new SetCompressor(k, Infinity, m);
+  c.add(ids, node, weight, m);
+  const sets = c.sets();
+  return { n: sets.n, k, experts: Int32Array.from(sets.experts), node: Int32Array.from(sets.source), weight: sets.weight };
 }
 
 /** Absolute slack added to a load cap in LP rows, for solver tolerances. */

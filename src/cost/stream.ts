@@ -10,7 +10,7 @@ import { InputError } from '../errors.js';
 import { dispatchOf } from '../placement.js';
 import type { Cluster, CostOptionsInput, Model } from '../schemas.js';
 import type { Placement, TokenSets, WorkloadMeta } from '../types.js';
-import { ChunkScratch, forEachMptChunk, type ByteProgress } from '../workload/stream.js';
+import { ChunkScratch, forEachMptChunk, type ByteProgress } from '../workload/mpt-stream.js';
 import { accumulateLayer, LayerAccumulator } from './accumulator.js';
 import { parseCostOptions, placementShapeProblems, totalsOf } from './evaluate.js';
 import { finishLayer, trafficMatrixOf, type Evaluation, type LayerMetrics } from './metrics.js';

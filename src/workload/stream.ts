@@ -1,8 +1,8 @@
 /**
- * Streaming over canonical `mpt` traces too large to hold in memory (a 10M-token DeepSeek-V3 trace
- * is 10M x 58 layers x 8 ids: 4.6 GB as bytes, twice that as the Uint16 arrays of a `Trace`).
+ * The index stage over canonical `mpt` traces too large to hold in memory (a 10M-token
+ * DeepSeek-V3 trace is 10M x 58 layers x 8 ids: 4.6 GB as bytes, twice that as the Uint16 arrays
+ * of a `Trace`), read chunk by chunk (mpt-stream.ts).
  *
- * - `forEachMptChunk`: read an mpt (or gzipped mpt) file chunk by chunk; memory = one chunk.
  * - `streamIndex`: the index stage (`WorkloadIndex`, as `indexWorkload` builds it) in one pass:
  *   exact `expertLoad [E]` and `sampleLoad [B*E]` per layer, and the token sets either exactly
  *   (while a layer has at most `maxSets` distinct (source, expert set) pairs) or compressed from a
@@ -11,81 +11,24 @@
  * - `isLargeTrace`: whether a workload file is an mpt trace too large to load (the CLI then streams).
  * - `workloadOfIndex`: a counts stand-in for the `workload` field of a SolveInput / feasibility check
  *   when the solver is handed a streamed index.
- * - `MptWriter`: append traces piece by piece to one mpt file (same format as `writeTrace`).
  *
- * The streaming evaluator (`evaluateStream`) is in src/cost/stream.ts.
+ * Reading and writing mpt files piece by piece (`forEachMptChunk`, `MptWriter`) is in
+ * mpt-stream.ts; the streaming evaluator (`evaluateStream`) in src/cost/stream.ts.
  */
-import { once } from 'node:events';
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { rename, stat, unlink } from 'node:fs/promises';
-import { finished } from 'node:stream/promises';
-import { createGzip, type Gzip } from 'node:zlib';
-import { InputError, MoePlacerError } from '../errors.js';
+import { stat } from 'node:fs/promises';
+import { InputError } from '../errors.js';
 import { deriveSeed, Rng } from '../rng.js';
 import type { Model } from '../schemas.js';
 import type { LayerIndex, TokenSets, Trace, Workload, WorkloadIndex, WorkloadMeta } from '../types.js';
 import { DEFAULT_INDEX, isValidation, MIN_VALIDATION_REQUESTS, validationLimit, type IndexOptions } from './indexer.js';
-import { fsError, peekContent, readContent, ReadContext } from './io.js';
-import { checkTrace, MPT_MAGIC, mptChunkBytes, mptEndBytes, MptParser, mptPrefixBytes, type MptChunk, type MptHeader } from './mpt.js';
-
-export type { MptChunk } from './mpt.js';
-
-/** Raw byte progress of a streamed read: bytes read so far of `totalBytes` (the file's size). */
-export type ByteProgress = (bytesRead: number, totalBytes: number) => void;
-
-/** What a streamed read of an mpt file found. */
-export interface MptStreamInfo {
-  header: MptHeader;
-  /** Tokens T read. */
-  numTokens: number;
-  /** `format: 'mpt'`, the path, the sha256 of the raw bytes (as `loadWorkload` computes it), notes. */
-  meta: WorkloadMeta;
-}
-
-/**
- * Read the mpt trace at `path` (plain or gzipped) chunk by chunk, validated as `loadWorkload`
- * validates it, calling `onChunk` with each chunk (views valid only during the call). Memory: one
- * chunk of the file. Throws an InputError naming the file for a missing, empty, non-mpt, corrupt or
- * truncated file (a truncated file fails only at its end, after every complete chunk was handed on).
- */
-export async function forEachMptChunk(
-  path: string,
-  model: Model,
-  onChunk: (chunk: MptChunk, header: MptHeader) => void,
-  opts: { onProgress?: ByteProgress } = {},
-): Promise<MptStreamInfo> {
-  let size: number;
-  try {
-    const st = await stat(path);
-    if (st.isDirectory()) throw new InputError('is a folder; streaming reads one mpt trace file', { file: path });
-    if (!st.isFile()) throw new InputError('not a regular file', { file: path });
-    size = st.size;
-  } catch (err) {
-    throw fsError(path, err);
-  }
-  if (size === 0) throw new InputError('empty file', { file: path });
-  const peek = await peekContent(path);
-  if (peek.content.length < 4 || peek.content.toString('latin1', 0, 4) !== MPT_MAGIC) {
-    throw new InputError('not an mpt trace: streaming reads the binary mpt format only (convert other formats with writeTrace)', { file: path });
-  }
-  const ctx = new ReadContext(size, opts.onProgress);
-  const parser: MptParser = new MptParser(path, model, peek.gzip ? size * 1032 + 1024 : size, (c) => onChunk(c, parser.header!));
-  try {
-    for await (const buf of readContent(path, ctx, size)) parser.push(buf);
-  } catch (err) {
-    if (err instanceof MoePlacerError) throw err;
-    if (typeof (err as NodeJS.ErrnoException)?.code === 'string' && (err as NodeJS.ErrnoException).code!.startsWith('E')) throw fsError(path, err);
-    throw err;
-  }
-  const numTokens = parser.end();
-  const header = parser.header!;
-  const notes = [...parser.notes, `${header.numRequests} requests, ${numTokens} tokens (streamed)`];
-  if (!header.hasRank) notes.push('no source rank recorded');
-  return { header, numTokens, meta: { format: 'mpt', path, digest: ctx.digest(), notes } };
-}
+import { fsError, peekContent } from './io.js';
+import { checkInt, ChunkScratch, forEachMptChunk, type ByteProgress } from './mpt-stream.js';
+import { compressTokenSets, SetCompressor } from './tokens.js';
+import { MPT_MAGIC, type MptChunk, type MptHeader } from './mpt.js';
 
 // ------------------------------------------------------------------------------------------------
 // streamIndex
+
 
 /** Default `maxSets` of `streamIndex` (token sets kept per layer). */
 export const STREAM_MAX_SETS = 65536;
@@ -102,135 +45,6 @@ export interface StreamedIndex extends WorkloadIndex {
   numRequests: number;
   /** The trace's meta (format `mpt`, path, sha256 digest of the bytes, notes). */
   meta: WorkloadMeta;
-}
-
-/**
- * Exact compression of one layer's tokens while they arrive: distinct (source, sorted expert set)
- * pairs in order of first appearance, weights summed in token order, i.e. exactly what
- * `compressTokenSets` gives on all the tokens at once. Gives up (`alive = false`, storage freed)
- * once more than `max` distinct pairs appear. Open addressing over typed arrays, grown x2.
- */
-class SetTable {
-  n = 0;
-  alive = true;
-  private cap = 1024;
-  private experts: Uint16Array;
-  private source: Uint16Array;
-  private weight: Float64Array;
-  private table: Int32Array;
-  private readonly key: Uint16Array;
-
-  constructor(
-    readonly k: number,
-    readonly max: number,
-  ) {
-    this.cap = Math.min(this.cap, Math.max(1, max));
-    this.experts = new Uint16Array(this.cap * k);
-    this.source = new Uint16Array(this.cap);
-    this.weight = new Float64Array(this.cap);
-    this.table = new Int32Array(tableSize(this.cap)).fill(-1);
-    this.key = new Uint16Array(k);
-  }
-
-  /** Add tokens 0..n-1 of a chunk: ids [n*k] token-major, src [n], w [n]. */
-  add(ids: Uint16Array, src: Uint16Array, w: Float64Array, n: number): void {
-    const k = this.k;
-    const key = this.key;
-    for (let t = 0; t < n; t++) {
-      // the token's ids, insertion-sorted ascending (k is small)
-      const base = t * k;
-      for (let j = 0; j < k; j++) {
-        const v = ids[base + j];
-        let i = j;
-        while (i > 0 && key[i - 1] > v) {
-          key[i] = key[i - 1];
-          i--;
-        }
-        key[i] = v;
-      }
-      const s = src[t];
-      let h = Math.imul(s + 1, 0x9e3779b1) >>> 0;
-      for (let j = 0; j < k; j++) h = Math.imul(h ^ (key[j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
-      const table = this.table;
-      const mask = table.length - 1;
-      h = (h ^ (h >>> 15)) & mask;
-      for (;;) {
-        const at = table[h];
-        if (at < 0) {
-          if (this.n === this.max) {
-            this.die();
-            return;
-          }
-          if (this.n === this.cap) {
-            this.grow();
-            // re-probe in the new table
-            t--;
-            break;
-          }
-          const out = this.n++;
-          table[h] = out;
-          this.source[out] = s;
-          this.weight[out] = w[t];
-          this.experts.set(key, out * k);
-          break;
-        }
-        const ex = this.experts;
-        let same = this.source[at] === s;
-        for (let j = 0; same && j < k; j++) same = ex[at * k + j] === key[j];
-        if (same) {
-          this.weight[at] += w[t];
-          break;
-        }
-        h = (h + 1) & mask;
-      }
-    }
-  }
-
-  private grow(): void {
-    const k = this.k;
-    const cap = Math.min(this.max, this.cap * 2);
-    const ex = new Uint16Array(cap * k);
-    ex.set(this.experts);
-    const src = new Uint16Array(cap);
-    src.set(this.source);
-    const w = new Float64Array(cap);
-    w.set(this.weight);
-    this.experts = ex;
-    this.source = src;
-    this.weight = w;
-    this.cap = cap;
-    const table = new Int32Array(tableSize(cap)).fill(-1);
-    const mask = table.length - 1;
-    for (let i = 0; i < this.n; i++) {
-      let h = Math.imul(src[i] + 1, 0x9e3779b1) >>> 0;
-      for (let j = 0; j < k; j++) h = Math.imul(h ^ (ex[i * k + j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
-      h = (h ^ (h >>> 15)) & mask;
-      while (table[h] >= 0) h = (h + 1) & mask;
-      table[h] = i;
-    }
-    this.table = table;
-  }
-
-  private die(): void {
-    this.alive = false;
-    this.experts = new Uint16Array(0);
-    this.source = new Uint16Array(0);
-    this.weight = new Float64Array(0);
-    this.table = new Int32Array(0);
-  }
-
-  /** The compressed sets (trimmed copies). */
-  sets(): TokenSets {
-    const n = this.n;
-    return { n, k: this.k, experts: this.experts.slice(0, n * this.k), source: this.source.slice(0, n), weight: this.weight.slice(0, n) };
-  }
-}
-
-/** Power of two >= 2 * cap. */
-function tableSize(cap: number): number {
-  let size = 1;
-  while (size < 2 * cap) size <<= 1;
-  return size;
 }
 
 /**
@@ -332,32 +146,6 @@ class Reservoir {
 }
 
 /**
- * Per chunk: `source [n]` and `weight [n]` of each token as `tokenSetsOfLayer` computes them
- * (source = recorded rank, else request id, mod numGpus; weight 1 when the trace has none).
- * Buffers are reused across chunks (grown to the largest); `fill` overwrites them.
- */
-export class ChunkScratch {
-  source = new Uint16Array(0);
-  weight = new Float64Array(0);
-
-  fill(chunk: MptChunk, numGpus: number): void {
-    const n = chunk.n;
-    if (this.source.length < n) {
-      this.source = new Uint16Array(n);
-      this.weight = new Float64Array(n);
-    }
-    const { request, rank, weight } = chunk;
-    const src = this.source;
-    const w = this.weight;
-    for (let t = 0; t < n; t++) {
-      const r = rank[t];
-      src[t] = (r >= 0 ? r : request[t]) % numGpus; // sourceOf() of tokens.ts
-      w[t] = weight ? weight[t] : 1;
-    }
-  }
-}
-
-/**
  * Per chunk: which tokens belong to validation requests (`mark`), and the tokens of one part
  * (0 = the others, 1 = validation) of a layer copied out contiguously (`take`). Buffers reused.
  */
@@ -422,10 +210,6 @@ function sampleRows(numRequests: number, numExperts: number, B: number): Int32Ar
   return out;
 }
 
-function checkInt(v: number, min: number, max: number, field: string): void {
-  if (!(Number.isInteger(v) && v >= min && v <= max)) throw new InputError(`must be an integer in ${min}..${max}, got ${v}`, { field });
-}
-
 /**
  * Index the mpt trace at `path` for `numGpus` source GPUs without loading it: the `WorkloadIndex`
  * `indexWorkload` gives for the loaded trace, built in one streamed pass.
@@ -457,10 +241,10 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
 
   const expertLoad = Array.from({ length: L }, () => new Float64Array(E));
   const sampleLoad = Array.from({ length: L }, () => new Float64Array(B * E));
-  const tables = Array.from({ length: L }, () => new SetTable(k, maxSets));
+  const tables = Array.from({ length: L }, () => new SetCompressor(k, maxSets));
   // Validation split (IndexOptions.validation): its requests' tokens go to their own tables.
   const valLimit = validationLimit(opts.validation ?? 0);
-  let valTables: SetTable[] | null = null;
+  let valTables: SetCompressor[] | null = null;
   const valLoad = Array.from({ length: valLimit > 0 ? L : 0 }, () => new Float64Array(E));
   const split = new SplitScratch();
   const reservoir = new Reservoir(maxSets, L, k, new Rng(deriveSeed(seed, 0x57e, 4)));
@@ -476,7 +260,7 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
     model,
     (chunk, header) => {
       const n = chunk.n;
-      if (!rowOfRequest && valLimit > 0 && header.numRequests >= MIN_VALIDATION_REQUESTS) valTables = Array.from({ length: L }, () => new SetTable(k, maxSets));
+      if (!rowOfRequest && valLimit > 0 && header.numRequests >= MIN_VALIDATION_REQUESTS) valTables = Array.from({ length: L }, () => new SetCompressor(k, maxSets));
       rowOfRequest ??= sampleRows(header.numRequests, E, B);
       scratch.fill(chunk, NG);
       const src = scratch.source;
@@ -509,7 +293,7 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
   const layers: LayerIndex[] = [];
   let order: Int32Array | null = null;
   // (assigned inside the chunk callback, which TypeScript's narrowing does not see)
-  const vt = valTables as SetTable[] | null;
+  const vt = valTables as SetCompressor[] | null;
   for (let l = 0; l < L; l++) {
     if (tables[l].alive && (!vt || vt[l].alive)) {
       const li: LayerIndex = { expertLoad: expertLoad[l], sampleLoad: sampleLoad[l], sets: tables[l].sets(), sampled: false };
@@ -522,11 +306,7 @@ export async function streamIndex(path: string, model: Model, numGpus: number, o
     }
     // Too many distinct sets: a sample of every token (no validation split for this layer).
     order ??= reservoir.order();
-    // compressTokenSets of the kept tokens (SetTable gives the same sets, ids insertion-sorted)
-    const kept = reservoir.layerSets(l, order);
-    const table = new SetTable(k, Math.max(1, kept.n));
-    table.add(kept.experts, kept.source, kept.weight, kept.n);
-    const sets = table.sets();
+    const sets = compressTokenSets(reservoir.layerSets(l, order));
     let keptWeight = 0;
     for (let i = 0; i < sets.n; i++) keptWeight += sets.weight[i];
     const scale = keptWeight > 0 ? total / keptWeight : 0;
@@ -617,128 +397,4 @@ export async function isLargeTrace(path: string, opts: { maxBytes?: number } = {
   if (typeof h.numTokens === 'number') return h.numTokens * inMemory > maxBytes;
   const inFile = 4 + (h.hasRank ? 4 : 0) + (h.hasWeight ? 4 : 0) + L * k * (h.idBytes === 2 ? 2 : 1);
   return (st.size / inFile) * inMemory > maxBytes;
-}
-
-// ------------------------------------------------------------------------------------------------
-// MptWriter
-
-export interface MptWriterOptions {
-  /** Gzip the file (default: when the path ends in .gz). */
-  gzip?: boolean;
-  /** zlib level 1..9 (default 1). */
-  gzipLevel?: number;
-  /** Tokens per chunk (default 65536). */
-  chunkTokens?: number;
-}
-
-/**
- * Writes one mpt file from traces appended piece by piece (e.g. a trace generated in parts too
- * large to hold at once), in exactly the layout of `writeTrace`. The header is given up front:
- * `numRequests` must bound every request id appended, `numTokens` is checked at `close` unless
- * null. Each piece is validated like `writeTrace` validates a trace, plus: its request ids below
- * `header.numRequests`, weights present exactly when `header.hasWeight`, no rank recorded when
- * `!header.hasRank`. The file appears atomically at `close` (written next to `path`, renamed);
- * `abort` removes the partial file.
- */
-export class MptWriter {
-  private numTokens = 0;
-  private error: unknown = null;
-  private closed = false;
-
-  private constructor(
-    readonly path: string,
-    readonly header: MptHeader,
-    private readonly tmp: string,
-    private readonly out: WriteStream,
-    private readonly sink: WriteStream | Gzip,
-    private readonly chunkTokens: number,
-  ) {
-    const keep = (err: unknown): void => {
-      this.error ??= err;
-    };
-    out.on('error', (err) => {
-      keep(err);
-      if (sink !== out) sink.destroy(err); // a gzip stream waiting for drain would wait forever
-    });
-    if (sink !== out) sink.on('error', keep);
-  }
-
-  /** Open `path` for writing and write the header. */
-  static async open(path: string, header: MptHeader, opts: MptWriterOptions = {}): Promise<MptWriter> {
-    const chunkTokens = opts.chunkTokens ?? 65536;
-    checkInt(chunkTokens, 1, 1 << 24, 'chunkTokens');
-    if (header.idBytes !== (header.numExperts <= 256 ? 1 : 2)) throw new InputError(`must be ${header.numExperts <= 256 ? 1 : 2} for ${header.numExperts} experts`, { field: 'header.idBytes' });
-    const tmp = `${path}.${process.pid}.tmp`;
-    const out = createWriteStream(tmp);
-    const gzip = opts.gzip ?? /\.gz$/i.test(path);
-    const sink = gzip ? createGzip({ level: opts.gzipLevel ?? 1 }) : out;
-    if (sink !== out) (sink as Gzip).pipe(out);
-    const w = new MptWriter(path, header, tmp, out, sink, chunkTokens);
-    await w.write(mptPrefixBytes(header));
-    return w;
-  }
-
-  private async write(buf: Uint8Array): Promise<void> {
-    if (this.error) throw fsError(this.path, this.error);
-    if (!this.sink.write(buf)) {
-      try {
-        await once(this.sink, 'drain');
-      } catch (err) {
-        this.error ??= err;
-      }
-    }
-    if (this.error) throw fsError(this.path, this.error);
-  }
-
-  /** Append the tokens of `trace` (request ids as in the file, i.e. already offset by the caller). */
-  async append(trace: Trace): Promise<void> {
-    if (this.closed) throw new Error('MptWriter.append after close');
-    const h = this.header;
-    checkTrace({ ...trace, numRequests: h.numRequests });
-    const bad = (msg: string, field: string): never => {
-      throw new InputError(msg, { field: `trace.${field}` });
-    };
-    if (trace.numLayers !== h.numLayers || trace.numExperts !== h.numExperts || trace.topK !== h.topK) {
-      bad(`shape ${trace.numLayers} layers x ${trace.numExperts} experts x top-${trace.topK} differs from the header's ${h.numLayers} x ${h.numExperts} x top-${h.topK}`, 'numLayers');
-    }
-    if ((trace.weight !== null) !== h.hasWeight) bad(h.hasWeight ? 'the header says hasWeight: every piece needs weights' : 'the header says no weights', 'weight');
-    if (!h.hasRank) {
-      for (let t = 0; t < trace.numTokens; t++) if (trace.rank[t] >= 0) bad('the header says no rank is recorded', `rank[${t}]`);
-    }
-    if (h.numTokens !== null && this.numTokens + trace.numTokens > h.numTokens) bad(`${this.numTokens + trace.numTokens} tokens exceed the header's numTokens ${h.numTokens}`, 'numTokens');
-    for (const buf of mptChunkBytes(trace, h, this.chunkTokens)) await this.write(buf);
-    this.numTokens += trace.numTokens;
-  }
-
-  /** Write the end marker, close and move the file into place. Returns bytes written and tokens. */
-  async close(): Promise<{ bytes: number; numTokens: number }> {
-    if (this.closed) throw new Error('MptWriter.close twice');
-    this.closed = true;
-    try {
-      if (this.header.numTokens !== null && this.numTokens !== this.header.numTokens) {
-        throw new InputError(`${this.numTokens} tokens written, the header says ${this.header.numTokens}`, { file: this.path, field: 'header.numTokens' });
-      }
-      await this.write(mptEndBytes());
-      this.sink.end();
-      await finished(this.out);
-      if (this.error) throw fsError(this.path, this.error);
-      await rename(this.tmp, this.path);
-    } catch (err) {
-      await this.discard();
-      throw err instanceof InputError ? err : fsError(this.path, err);
-    }
-    return { bytes: this.out.bytesWritten, numTokens: this.numTokens };
-  }
-
-  /** Give up: close and remove the partial file. */
-  async abort(): Promise<void> {
-    this.closed = true;
-    await this.discard();
-  }
-
-  private async discard(): Promise<void> {
-    this.sink.destroy();
-    this.out.destroy();
-    await unlink(this.tmp).catch(() => undefined);
-  }
 }

@@ -26,47 +26,145 @@ export function tokenSetsOfLayer(trace: Trace, layer: number, numGpus: number): 
 
 /**
  * Merge tokens with the same source and the same expert set (order ignored) into one weighted
- * set; experts of each set come out sorted ascending. Cost is linear in weight, so every metric
- * of the cost model is unchanged. Open-addressing hash over typed arrays; O(n k log k).
+ * set; experts of each set come out sorted ascending (`SetCompressor` over all the tokens). Cost is
+ * linear in weight, so every metric of the cost model is unchanged.
  */
 export function compressTokenSets(ts: TokenSets): TokenSets {
-  const { n, k } = ts;
-  const experts = new Uint16Array(n * k);
-  const source = new Uint16Array(n);
-  const weight = new Float64Array(n);
-  let size = 1;
-  while (size < 2 * n) size <<= 1;
-  const table = new Int32Array(size).fill(-1);
-  const mask = size - 1;
-  const key = new Uint16Array(k);
-  let out = 0;
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < k; j++) key[j] = ts.experts[i * k + j];
-    key.sort();
-    const src = ts.source[i];
-    let h = Math.imul(src + 1, 0x9e3779b1) >>> 0;
-    for (let j = 0; j < k; j++) h = Math.imul(h ^ (key[j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
-    h = (h ^ (h >>> 15)) & mask;
-    for (;;) {
-      const at = table[h];
-      if (at < 0) {
-        table[h] = out;
-        source[out] = src;
-        weight[out] = ts.weight[i];
-        experts.set(key, out * k);
-        out++;
-        break;
+  const c = new SetCompressor(ts.k, Infinity, ts.n);
+  c.add(ts.experts, ts.source, ts.weight, ts.n);
+  return c.sets();
+}
+
+/**
+ * The one token-set compressor: merges tokens with the same source and the same expert set (order
+ * ignored) into one weighted set while they arrive, chunk by chunk or all at once. Sets come out in
+ * order of first appearance, experts ascending, weights summed in token order, so the result is the
+ * same however the tokens are chunked. Gives up (`alive = false`, storage freed) once more than
+ * `max` distinct pairs appear (the streamed index then samples). Open addressing over typed arrays,
+ * grown x2 from `initial` slots; O(k log k) per token.
+ */
+export class SetCompressor {
+  n = 0;
+  alive = true;
+  private cap: number;
+  private experts: Uint16Array;
+  private source: Uint16Array;
+  private weight: Float64Array;
+  private table: Int32Array;
+  private readonly key: Uint16Array;
+
+  constructor(
+    readonly k: number,
+    readonly max = Infinity,
+    initial = 1024,
+  ) {
+    this.cap = Math.max(1, Math.min(initial, max));
+    this.experts = new Uint16Array(this.cap * k);
+    this.source = new Uint16Array(this.cap);
+    this.weight = new Float64Array(this.cap);
+    this.table = new Int32Array(tableSize(this.cap)).fill(-1);
+    this.key = new Uint16Array(k);
+  }
+
+  /** Add tokens 0..n-1 of a chunk: ids [n*k] token-major, src [n], w [n]. */
+  add(ids: Uint16Array, src: Uint16Array, w: Float64Array, n: number): void {
+    const k = this.k;
+    const key = this.key;
+    for (let t = 0; t < n; t++) {
+      // the token's ids, insertion-sorted ascending (k is small)
+      const base = t * k;
+      for (let j = 0; j < k; j++) {
+        const v = ids[base + j];
+        let i = j;
+        while (i > 0 && key[i - 1] > v) {
+          key[i] = key[i - 1];
+          i--;
+        }
+        key[i] = v;
       }
-      let same = source[at] === src;
-      for (let j = 0; same && j < k; j++) same = experts[at * k + j] === key[j];
-      if (same) {
-        weight[at] += ts.weight[i];
-        break;
+      const s = src[t];
+      let h = Math.imul(s + 1, 0x9e3779b1) >>> 0;
+      for (let j = 0; j < k; j++) h = Math.imul(h ^ (key[j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
+      const table = this.table;
+      const mask = table.length - 1;
+      h = (h ^ (h >>> 15)) & mask;
+      for (;;) {
+        const at = table[h];
+        if (at < 0) {
+          if (this.n === this.max) {
+            this.die();
+            return;
+          }
+          if (this.n === this.cap) {
+            this.grow();
+            // re-probe in the new table
+            t--;
+            break;
+          }
+          const out = this.n++;
+          table[h] = out;
+          this.source[out] = s;
+          this.weight[out] = w[t];
+          this.experts.set(key, out * k);
+          break;
+        }
+        const ex = this.experts;
+        let same = this.source[at] === s;
+        for (let j = 0; same && j < k; j++) same = ex[at * k + j] === key[j];
+        if (same) {
+          this.weight[at] += w[t];
+          break;
+        }
+        h = (h + 1) & mask;
       }
-      h = (h + 1) & mask;
     }
   }
-  return { n: out, k, experts: experts.slice(0, out * k), source: source.slice(0, out), weight: weight.slice(0, out) };
+
+  private grow(): void {
+    const k = this.k;
+    const cap = Math.min(this.max, this.cap * 2);
+    const ex = new Uint16Array(cap * k);
+    ex.set(this.experts);
+    const src = new Uint16Array(cap);
+    src.set(this.source);
+    const w = new Float64Array(cap);
+    w.set(this.weight);
+    this.experts = ex;
+    this.source = src;
+    this.weight = w;
+    this.cap = cap;
+    const table = new Int32Array(tableSize(cap)).fill(-1);
+    const mask = table.length - 1;
+    for (let i = 0; i < this.n; i++) {
+      let h = Math.imul(src[i] + 1, 0x9e3779b1) >>> 0;
+      for (let j = 0; j < k; j++) h = Math.imul(h ^ (ex[i * k + j] + 0x7f4a7c15), 0x85ebca6b) >>> 0;
+      h = (h ^ (h >>> 15)) & mask;
+      while (table[h] >= 0) h = (h + 1) & mask;
+      table[h] = i;
+    }
+    this.table = table;
+  }
+
+  private die(): void {
+    this.alive = false;
+    this.experts = new Uint16Array(0);
+    this.source = new Uint16Array(0);
+    this.weight = new Float64Array(0);
+    this.table = new Int32Array(0);
+  }
+
+  /** The compressed sets (trimmed copies). */
+  sets(): TokenSets {
+    const n = this.n;
+    return { n, k: this.k, experts: this.experts.slice(0, n * this.k), source: this.source.slice(0, n), weight: this.weight.slice(0, n) };
+  }
+}
+
+/** Power of two >= 2 * cap. */
+function tableSize(cap: number): number {
+  let size = 1;
+  while (size < 2 * cap) size <<= 1;
+  return size;
 }
 
 /** [E] routed (token, expert) weight per logical expert in layer l. */
