@@ -18,6 +18,15 @@ export interface LayerMetrics {
   dispatchSeconds: number;
   computeSeconds: number;
   combineSeconds: number;
+  /**
+   * Dispatch + combine seconds the busiest RDMA link (one GPU's NIC, either direction) needs on its
+   * own: its messages x (dispatch + combine bytes) / RDMA bandwidth. With `nvlinkSeconds`:
+   * dispatchSeconds + combineSeconds = max(rdmaSeconds, nvlinkSeconds), so the larger of the two
+   * says which link binds the all-to-all.
+   */
+  rdmaSeconds: number;
+  /** The same for the busiest NVLink port (messages x (dispatch + combine bytes) / NVLink bandwidth). */
+  nvlinkSeconds: number;
   /** dispatch + compute + combine, or their max with `overlap`. */
   timeSeconds: number;
   /** Largest GPU load. */
@@ -115,6 +124,8 @@ export function finishLayer(acc: LayerAccumulator, layer: number, model: Model, 
     dispatchSeconds,
     computeSeconds,
     combineSeconds,
+    rdmaSeconds: (worstRdma * (db + cb)) / rdmaBw,
+    nvlinkSeconds: (worstNvl * (db + cb)) / nvlBw,
     timeSeconds,
     maxLoad,
     meanLoad,
