@@ -14,16 +14,18 @@ import { toolVersion } from './api.js';
 import { closest, commandHelp, parseFlags, type CommandSpec } from './cli/args.js';
 import type { Ctx, Runner } from './cli/common.js';
 import { Progress } from './cli/progress.js';
+import * as compareCmd from './cli/compare.js';
 import * as demo from './cli/demo.js';
 import * as evaluate from './cli/evaluate.js';
 import * as exportCmd from './cli/export.js';
 import * as generate from './cli/generate.js';
 import * as plan from './cli/plan.js';
 import * as presets from './cli/presets.js';
+import * as reportCmd from './cli/report.js';
 import * as replayCmd from './cli/replay.js';
 import { InputError, MoePlacerError } from './errors.js';
 
-const COMMANDS: { spec: CommandSpec; run: Runner }[] = [plan, evaluate, exportCmd, generate, presets, demo, replayCmd];
+const COMMANDS: { spec: CommandSpec; run: Runner }[] = [plan, evaluate, exportCmd, generate, presets, demo, replayCmd, compareCmd, reportCmd];
 const SPECS: Record<string, CommandSpec> = Object.fromEntries(COMMANDS.map((c) => [c.spec.name, c.spec]));
 const RUNNERS: Record<string, Runner> = Object.fromEntries(COMMANDS.map((c) => [c.spec.name, c.run]));
 

@@ -129,3 +129,25 @@ export { EXPORT_FORMATS, exportPlan, isExportFormat, sglangLogicalCount } from '
 export type { ExportFormat } from './formats/export.js';
 export { detectImportFormat, IMPORT_FORMATS, importPlacement } from './formats/import.js';
 export type { ImportFormat } from './formats/import.js';
+
+// What-if over clusters and redundancy, and the HTML report.
+export {
+  bestRows,
+  COMPARE_FORMAT,
+  compare,
+  compareSplit,
+  detailRows,
+  expertMemoryBudget,
+  levelsOf,
+  parseSlotLevels,
+  performanceOf,
+  resolveCompareCluster,
+  resourceTime,
+  slotBytes,
+} from './compare.js';
+export type { BestRow, CompareArgs, CompareOutcome, CompareResult, CompareRow, CompareSplit, Level, Performance, Resource, ResourceTime, SkippedLevel } from './compare.js';
+export { MAX_GPU_HEATMAP, planSection, REPORT_FORMAT, reportData } from './report/data.js';
+export type { LayerView, PlacementSummary, PlacementView, PlanSection, PlanSectionArgs, ReportData } from './report/data.js';
+export { renderReportHtml } from './report/html.js';
+export { parseReplay as parseReplayInput, readReplayFile, ReplaySchema as ReplayInputSchema } from './report/replay.js';
+export type { Replay as ReplayInput } from './report/replay.js';
