@@ -432,9 +432,6 @@ function checkOverride(name: keyof ClusterOverrides, v: number | undefined): voi
  * Throws InfeasibleError when the memory budget holds no slot or cannot hold the asked slots.
  */
 export function resolveCluster(nameOrPath: string, model: Model, overrides: ClusterOverrides = {}): Cluster {
-  checkOverride('nodes', overrides.nodes);
-  checkOverride('gpusPerNode', overrides.gpusPerNode);
-  checkOverride('slotsPerGpu', overrides.slotsPerGpu);
   let input: ClusterInput;
   let file: string | undefined;
   const preset = findPreset(CLUSTER_PRESETS, nameOrPath);
@@ -444,6 +441,26 @@ export function resolveCluster(nameOrPath: string, model: Model, overrides: Clus
     file = nameOrPath;
     input = parseWith(ClusterSchema, readJsonFile(nameOrPath), 'cluster', { file });
   }
+  return clusterOf(input, model, overrides, file ?? nameOrPath, file);
+}
+
+/** The GPU of a cluster given by its shape alone (`clusterOfShape` without a GPU). */
+export const DEFAULT_GPU = 'H800';
+
+/**
+ * A cluster given by its shape and a GPU preset name or GPU JSON file (default `DEFAULT_GPU`),
+ * named `NxG GPU`; the slots must fit the GPU's memory (InfeasibleError otherwise).
+ */
+export function clusterOfShape(model: Model, shape: { nodes: number; gpusPerNode: number; slotsPerGpu: number }, gpu: string = DEFAULT_GPU): Cluster {
+  const g = resolveGpu(gpu, 'gpu');
+  const input = parseWith(ClusterSchema, { name: `${shape.nodes}x${shape.gpusPerNode} ${g.name}`, ...shape, gpu: g }, 'cluster');
+  return clusterOf(input, model, {}, input.name!, undefined);
+}
+
+function clusterOf(input: ClusterInput, model: Model, overrides: ClusterOverrides, label: string, file: string | undefined): Cluster {
+  checkOverride('nodes', overrides.nodes);
+  checkOverride('gpusPerNode', overrides.gpusPerNode);
+  checkOverride('slotsPerGpu', overrides.slotsPerGpu);
   const gpu = resolveGpu(input.gpu, 'cluster.gpu', file);
   const layers = model.moeLayerIds.length;
   const bytesPerSlot = layers * model.expertBytes;
@@ -476,7 +493,7 @@ export function resolveCluster(nameOrPath: string, model: Model, overrides: Clus
   const nodes = overrides.nodes ?? input.nodes;
   const gpusPerNode = overrides.gpusPerNode ?? input.gpusPerNode;
   const changed = overrides.nodes !== undefined || overrides.gpusPerNode !== undefined;
-  const baseName = input.name ?? (file !== undefined ? basename(file).replace(/\.json$/i, '') : nameOrPath);
+  const baseName = input.name ?? (file !== undefined ? basename(file).replace(/\.json$/i, '') : label);
   return {
     name: changed ? `${baseName} as ${nodes}x${gpusPerNode}` : baseName,
     nodes,

@@ -5,11 +5,11 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { SolveProgress } from '../../solvers/types.js';
 import { loadPlacement, type LoadedPlacement } from '../api.js';
-import { bool, oneOf, posInt, type ParsedFlags } from './args.js';
+import { bool, oneOf, posInt, str, type ParsedFlags } from './args.js';
 import { Progress } from './progress.js';
 import { num } from './text.js';
 import { InputError } from '../errors.js';
-import { resolveCluster, resolveModel } from '../presets.js';
+import { clusterOfShape, DEFAULT_GPU, resolveCluster, resolveModel } from '../presets.js';
 import { ModeSchema, type Cluster, type Model } from '../schemas.js';
 import type { Workload } from '../types.js';
 import { loadWorkload } from '../workload/index.js';
@@ -59,6 +59,35 @@ export function hasShapeFlags(f: ParsedFlags): boolean {
 
 export function resolveClusterFlag(value: string, model: Model, f: ParsedFlags): Cluster {
   return withFlag('cluster', value, () => resolveCluster(value, model, shapeOverrides(f)));
+}
+
+/** `--cluster C` (required unless the shape flags are given), and `--gpu` for a shape without one. */
+export const clusterFlags = {
+  cluster: { kind: str('C'), help: 'cluster preset name or cluster JSON file (or give --nodes, --gpus-per-node, --slots-per-gpu)' },
+  ...shapeFlags,
+  gpu: { kind: str('GPU'), help: `GPU preset or GPU JSON file of a cluster given by its shape alone (default ${DEFAULT_GPU})` },
+};
+
+/**
+ * The cluster of `clusterFlags`: `--cluster` (with shape overrides), or the shape flags with
+ * `--gpu` (default DEFAULT_GPU; `gpuNote` then says so, for the output).
+ */
+export function clusterFromFlags(f: ParsedFlags, model: Model): { cluster: Cluster; gpuNote?: string } {
+  if (f.cluster !== undefined) {
+    if (f.gpu !== undefined) throw new InputError(`--gpu: the cluster ${f.cluster as string} fixes its GPU; give --gpu with --nodes, --gpus-per-node and --slots-per-gpu instead of --cluster`);
+    return { cluster: resolveClusterFlag(f.cluster as string, model, f) };
+  }
+  const missing = (['nodes', 'gpus-per-node', 'slots-per-gpu'] as const).filter((k) => f[k] === undefined);
+  if (missing.length > 0) {
+    throw new InputError(
+      `--cluster: give a cluster preset or file (moe-placer presets), or its shape: --nodes N --gpus-per-node G --slots-per-gpu S [--gpu NAME] (missing ${missing.map((m) => `--${m}`).join(', ')})`,
+    );
+  }
+  const gpu = f.gpu as string | undefined;
+  const cluster = withFlag('gpu', gpu ?? DEFAULT_GPU, () =>
+    clusterOfShape(model, { nodes: f.nodes as number, gpusPerNode: f['gpus-per-node'] as number, slotsPerGpu: f['slots-per-gpu'] as number }, gpu),
+  );
+  return { cluster, gpuNote: gpu === undefined ? `GPU ${cluster.gpu.name} by default (--gpu NAME to choose)` : undefined };
 }
 
 /** Check an output file path before any work: its folder exists and it is not a folder. */

@@ -13,12 +13,12 @@ import { ObjectiveSchema, type Cluster, type Mode, type Model, type Objective } 
 import { indexOptionsFor } from '../workload/indexer.js';
 import { isLargeTrace, streamIndex, workloadOfIndex, type StreamedIndex } from '../workload/stream.js';
 import {
-  shapeFlags,
   jsonFlag,
   modeFlag,
   type Runner,
   resolveModelFlag,
-  resolveClusterFlag,
+  clusterFromFlags,
+  clusterFlags,
   checkOutFile,
   loadWorkloadFlag,
   solverProgress,
@@ -37,12 +37,11 @@ export const spec: CommandSpec = {
   name: 'plan',
   summary: 'place the experts of a model on a cluster for a workload and write the plan',
   usage:
-    'plan --model M --cluster C --workload W [--nodes N --gpus-per-node G --slots-per-gpu S] [--solver NAME] [--objective balance|traffic|time] [--mode normal|low-latency] [--seed N] [--time-limit SEC] [--workers N] [--eps X] [--from CURRENT [--max-moved-experts N | --max-moved-bytes B]] --out plan.json [--json]',
+    'plan --model M (--cluster C [--nodes N --gpus-per-node G --slots-per-gpu S] | --nodes N --gpus-per-node G --slots-per-gpu S [--gpu NAME]) --workload W [--solver NAME] [--objective balance|traffic|time] [--mode normal|low-latency] [--seed N] [--time-limit SEC] [--workers N] [--eps X] [--from CURRENT [--max-moved-experts N | --max-moved-bytes B]] --out plan.json [--json]',
   flags: {
     model: { kind: str('M'), help: 'model preset name or model JSON file', required: true },
-    cluster: { kind: str('C'), help: 'cluster preset name or cluster JSON file', required: true },
+    ...clusterFlags,
     workload: { kind: str('W'), help: 'routing trace or per-layer counts (file or folder; format detected from content)', required: true },
-    ...shapeFlags,
     solver: { kind: oneOf(Object.keys(SOLVERS)), help: 'placement algorithm (default optimize)' },
     objective: { kind: oneOf(ObjectiveSchema.options), help: 'what to minimise (default traffic)' },
     ...modeFlag,
@@ -69,7 +68,7 @@ export const spec: CommandSpec = {
 export const run: Runner = async (f, ctx) => {
   const out = f.out as string;
   const model = resolveModelFlag(f.model as string);
-  const cluster = resolveClusterFlag(f.cluster as string, model, f);
+  const { cluster, gpuNote } = clusterFromFlags(f, model);
   checkFeasibility(model, cluster);
   checkOutFile(out);
   const solver = (f.solver as string | undefined) ?? 'optimize';
@@ -125,6 +124,7 @@ export const run: Runner = async (f, ctx) => {
           wallTimeSeconds: prov.wallTimeSeconds,
           model: model.name,
           cluster: clusterJson(cluster),
+          ...(gpuNote ? { notes: [gpuNote] } : {}),
           workload: workloadJson(workload, workloadPath),
           ...report,
           interNodeBytesLowerBound: r.plan.bounds?.interNodeBytesLowerBound ?? null,
@@ -136,7 +136,7 @@ export const run: Runner = async (f, ctx) => {
       ctx.out(
         header(`moe-placer plan: ${solver}, objective ${prov.objective}, ${report.mode} mode, seed ${prov.seed}`, [
           ['model', modelLine(model)],
-          ['cluster', clusterLine(cluster)],
+          ['cluster', clusterLine(cluster) + (gpuNote ? `; ${gpuNote}` : '')],
           ['workload', workloadLines(workload, workloadPath)[0]],
         ]),
       );

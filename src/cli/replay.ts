@@ -10,18 +10,31 @@ import { REPLAY_POLICIES, replay, type ReplayPolicy, type ReplayResult, type Rep
 import { ModeSchema, ObjectiveSchema, type Mode, type Model, type Objective } from '../schemas.js';
 import { filterRequests } from '../workload/tokens.js';
 import { nonNegInt, nonNegNumber, oneOf, posInt, posNumber, str, type CommandSpec } from './args.js';
-import { checkOutFile, clusterLine, header, interruptible, json, jsonFlag, loadWorkloadFlag, modelLine, resolveClusterFlag, resolveModelFlag, shapeFlags, type Ctx, type Runner } from './common.js';
+import {
+  checkOutFile,
+  clusterFlags,
+  clusterFromFlags,
+  clusterLine,
+  header,
+  interruptible,
+  json,
+  jsonFlag,
+  loadWorkloadFlag,
+  modelLine,
+  resolveModelFlag,
+  type Ctx,
+  type Runner,
+} from './common.js';
 import { bytesText, ms, num, table } from './text.js';
 
 export const spec: CommandSpec = {
   name: 'replay',
   summary: 'replay workload windows with rebalancing every K windows by EPLB and moe-placer policies',
   usage:
-    'replay --model M --cluster C --windows DIR|TRACE [--window-requests N] [--every K] [--policies static,eplb,eplb-keep,replan,budget] [--max-moved-fraction X | --max-moved-experts N] [--objective O] [--mode M] [--seed N] [--workers N] [--time-limit SEC] [--out replay.json] [--json]',
+    'replay --model M (--cluster C | --nodes N --gpus-per-node G --slots-per-gpu S [--gpu NAME]) --windows DIR|TRACE [--window-requests N] [--every K] [--policies static,eplb,eplb-keep,replan,budget] [--max-moved-fraction X | --max-moved-experts N] [--objective O] [--mode M] [--seed N] [--workers N] [--time-limit SEC] [--out replay.json] [--json]',
   flags: {
     model: { kind: str('M'), help: 'model preset name or model JSON file', required: true },
-    cluster: { kind: str('C'), help: 'cluster preset name or cluster JSON file', required: true },
-    ...shapeFlags,
+    ...clusterFlags,
     windows: { kind: str('DIR|TRACE'), help: 'a folder of workload files (one window each, in name order), or with --window-requests a trace', required: true },
     'window-requests': { kind: posInt, help: 'cut the trace --windows into windows of N requests' },
     every: { kind: posInt, help: 'rebalance after every K-th window (default 1)' },
@@ -46,7 +59,7 @@ export const spec: CommandSpec = {
 
 export const run: Runner = async (f, ctx) => {
   const model = resolveModelFlag(f.model as string);
-  const cluster = resolveClusterFlag(f.cluster as string, model, f);
+  const { cluster, gpuNote } = clusterFromFlags(f, model);
   const out = f.out as string | undefined;
   if (out !== undefined) checkOutFile(out);
   const policies = parsePolicies(f.policies as string | undefined);
@@ -86,7 +99,7 @@ export const run: Runner = async (f, ctx) => {
     ctx.out(
       header(`moe-placer replay: ${windows.length} windows, rebalance every ${r.every}, ${r.mode} mode, objective ${r.objective}`, [
         ['model', modelLine(model)],
-        ['cluster', clusterLine(cluster)],
+        ['cluster', clusterLine(cluster) + (gpuNote ? `; ${gpuNote}` : '')],
         ['windows', `${f.windows as string}: ${windows.map((w) => w.name).join(', ')}`],
       ]),
     );
