@@ -155,6 +155,56 @@ export const VIEWS: Record<string, ViewSpec> = {
       },
     ],
   },
+  compare: {
+    note:
+      'DeepSeek-V3 from the real SGLang counts (bench/compare.ts): EPLB and `optimize` (objective time, {timeLimitSeconds} s per plan, {workers} workers) plan every slots level. ' +
+      'Times are the cost model\'s estimate for one step of {scenarios.0.tokensPerGpu} prefill / {scenarios.1.tokensPerGpu} decode tokens per GPU, routed experts only (no attention, dense layers or shared expert); tok/s/GPU = step tokens / MoE time / GPUs. ' +
+      'Expert memory budgets: h800 presets the whole 80 GB, h20-4x8 32 GB of the 96 GB card, h20-18x8 (GPU-NODESxGPUS) the whole 96 GB.',
+    tables: [
+      {
+        title: 'Best row per scenario and cluster (most tok/s/GPU on the held-out counts), against the first (H800) cluster, against the fewest slots with the same solver, and against EPLB at the same slots.',
+        rows: 'summary',
+        key: ['scenario', 'cluster'],
+        columns: [
+          ['scenario'],
+          ['cluster'],
+          ['best solver'],
+          ['slots', 'slots / GPU'],
+          ['redundant', 'redundant experts'],
+          ['expert GB / GPU', 'expert GB / GPU', '1'],
+          ['tok/s/GPU', 'tok/s/GPU', '0'],
+          ['vs first cluster', 'vs H800', '2x'],
+          ['vs fewest slots %', 'vs fewest slots', '+1%'],
+          ['vs eplb same slots %', 'vs EPLB, same slots', '+1%'],
+          ['binds', 'binds (share of MoE time)'],
+        ],
+      },
+      {
+        title: 'Every plan: time per MoE layer (mean over the 58 MoE layers) split into dispatch / compute / combine, MoE time of the step (all layers), balancedness and inter-node bytes on the held-out counts (balancedness on the fitted counts for comparison).',
+        rows: 'rows',
+        key: ['scenario', 'cluster', 'slots', 'solver'],
+        runs: 1,
+        columns: [
+          ['scenario'],
+          ['cluster'],
+          ['slots', 'slots / GPU'],
+          ['redundant'],
+          ['expert GB / GPU', 'expert GB / GPU', '1'],
+          ['solver'],
+          ['dispatch ms', 'dispatch ms', '3'],
+          ['compute ms', 'compute ms', '3'],
+          ['combine ms', 'combine ms', '3'],
+          ['MoE ms', 'MoE ms / step', '1'],
+          ['tok/s/GPU', 'tok/s/GPU', '0'],
+          ['balancedness', 'balancedness', '3'],
+          ['fit balancedness', 'balancedness (fitted)', '3'],
+          ['inter-node GB', 'inter-node GB / step', '1'],
+          ['binds'],
+          ['plan s', 'plan s', '1'],
+        ],
+      },
+    ],
+  },
   bounds: {
     defaults: { split: SPLITS.bounds },
     tables: [
