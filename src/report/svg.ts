@@ -94,7 +94,12 @@ function xCategories(box: Box, labels: readonly string[], x: (i: number) => numb
   parts.push(`<line x1="${box.left}" x2="${box.width - box.right}" y1="${base}" y2="${base}" stroke="#999"/>`);
   labels.forEach((l, i) => {
     if (i % every !== 0) return;
-    parts.push(`<text x="${r2(x(i))}" y="${base + 16}" text-anchor="middle" fill="#555">${esc(l)}</text>`);
+    // Labels at the edges stay inside the chart (about 6.6 px per character at 12 px).
+    const half = (l.length * 6.6) / 2;
+    const px = x(i);
+    const anchor = px + half > box.width - 2 ? 'end' : px - half < 2 ? 'start' : 'middle';
+    const at = anchor === 'end' ? Math.min(px + 8, box.width - 2) : anchor === 'start' ? Math.max(px - 8, 2) : px;
+    parts.push(`<text x="${r2(at)}" y="${base + 16}" text-anchor="${anchor}" fill="#555">${esc(l)}</text>`);
   });
   if (label) parts.push(`<text x="${r2((box.left + box.width - box.right) / 2)}" y="${box.height - 6}" text-anchor="middle" fill="#333">${esc(label)}</text>`);
   return `<g class="axis x">${parts.join('')}</g>`;
