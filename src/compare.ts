@@ -243,14 +243,13 @@ export function levelsOf(model: Model, base: Cluster, slots: readonly number[], 
   const budget = Math.min(budgetBytes ?? expertMemoryBudget(model, base), base.gpu.memoryBytes);
   const fits: Level[] = [];
   const skipped: SkippedLevel[] = [];
-  const gb = (b: number): string => `${(b / 1e9).toFixed(1)} GB`;
   for (const S of slots) {
     const memory = S * perSlot;
     const common = { cluster: base.name, gpu: base.gpu.name, slotsPerGpu: S, memoryBytesPerGpu: memory, memoryBudgetBytes: budget };
     if (NG * S < E) {
       skipped.push({ ...common, reason: `${NG} GPUs x ${S} slots = ${NG * S} slots hold fewer than the ${E} experts` });
     } else if (memory > budget) {
-      skipped.push({ ...common, reason: `${S} slots x ${model.moeLayerIds.length} MoE layers x ${formatBytes(model.expertBytes)} = ${gb(memory)} per GPU exceed the expert memory budget of ${gb(budget)}` });
+      skipped.push({ ...common, reason: `${S} slots x ${model.moeLayerIds.length} MoE layers x ${formatBytes(model.expertBytes)} = ${formatBytes(memory)} per GPU exceed the expert memory budget of ${formatBytes(budget)}` });
     } else {
       const expertMemoryBytes = budgetBytes !== undefined ? budget : derived ? memory : base.expertMemoryBytes;
       fits.push({ cluster: { ...base, slotsPerGpu: S, expertMemoryBytes }, slotsPerGpu: S, redundantExperts: NG * S - E, memoryBytesPerGpu: memory, memoryBudgetBytes: budget });

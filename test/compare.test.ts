@@ -263,6 +263,15 @@ describe('moe-placer compare', () => {
     }
   });
 
+  it('--expert-memory-gb replaces every cluster\'s budget', async () => {
+    // 5000 bytes per GPU: 2 slots of 2 x 1000 bytes fit, 3 do not.
+    const r = ok(await runCli([...base(), '--slots-per-gpu', '2..3', '--solvers', 'eplb', '--expert-memory-gb', '0.000005', '--json']));
+    const doc = JSON.parse(r.stdout) as { rows: CompareRow[]; skipped: { cluster: string; slotsPerGpu: number; memoryBudgetBytes: number; reason: string }[] };
+    expect(doc.rows.map((x) => `${x.cluster}:${x.slotsPerGpu}:${x.memoryBudgetBytes}`)).toEqual(['tiny-a:2:5000', 'tiny-b:2:5000']);
+    expect(doc.skipped.map((x) => `${x.cluster}:${x.slotsPerGpu}`)).toEqual(['tiny-a:3', 'tiny-b:3']);
+    expect(doc.skipped[0].reason).toBe('3 slots x 2 MoE layers x 1.00 kB = 6.00 kB per GPU exceed the expert memory budget of 5.00 kB');
+  });
+
   const cases: { name: string; args: () => string[]; match: RegExp }[] = [
     { name: 'unknown cluster', args: () => ['compare', '--model', 'deepseek-v3', '--workload', p('trace.mpt'), '--clusters', 'h800-4x8,no-such-cluster'], match: /--clusters: unknown cluster "no-such-cluster"/ },
     { name: 'empty slots range', args: () => [...base(), '--slots-per-gpu', '12..8'], match: /--slots-per-gpu: range 12\.\.8 is empty/ },
