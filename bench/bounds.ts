@@ -16,8 +16,7 @@
  * Usage: node dist/bench/bounds.js [--layer 13] [--nnz 30000]
  * Prints tables and writes bench/results/bounds.json.
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readdirSync } from 'node:fs';
 import { scorePlacement } from '../src/bounds/instance.js';
 import { maxLoadLowerBoundDetail } from '../src/bounds/max-load.js';
 import { trafficLowerBound } from '../src/bounds/traffic.js';
@@ -30,19 +29,13 @@ import { loadWorkload } from '../src/workload/index.js';
 import { compressTokenSets, expertLoadsOfLayer, tokenSetsOfLayer } from '../src/workload/tokens.js';
 import { eplbPlacement } from '../solvers/eplb.js';
 import { optimize } from '../solvers/optimize.js';
-import { flag, SPLITS, writeResult } from './common.js';
+import { dataPath, flag, quantile, SPLITS, writeResult } from './common.js';
 
-const DATA = fileURLToPath(new URL('../../../shared/data/', import.meta.url));
 const out: Record<string, unknown> = { split: SPLITS.bounds };
 
-function quantile(a: number[], q: number): number {
-  const s = [...a].sort((x, y) => x - y);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
-}
-
 // ---- 1. max load on DeepSeek-V3 counts
-const v3dir = `${DATA}deepseek-v3-sglang`;
-if (existsSync(v3dir)) {
+const v3dir = dataPath('deepseek-v3-sglang');
+if (v3dir) {
   const model = ModelSchema.parse(MODEL_PRESETS['deepseek-v3']);
   const shapes = [makeShape(4, 8, 9), makeShape(4, 8, 8), makeShape(12, 8, 3)];
   const rows: Record<string, unknown>[] = [];
@@ -99,15 +92,39 @@ if (existsSync(v3dir)) {
   console.log('max load: EPLB max load / lower bound - 1 over DeepSeek-V3 layers (4 count files)');
   console.table(rows);
   out.maxLoad = rows;
-} else console.log(`skipped max load: ${v3dir} absent`);
+} else console.log('skipped max load: deepseek-v3-sglang absent');
 
 // ---- 1b. max load at EP144 (2 slots per GPU): the pairing bound
-if (existsSync(v3dir)) {
+
+/** Max load / bound - 1 of EPLB and ours, against the old and the new bound, per layer. */
+interface Ep144Gaps {
+  eplbOld: number[];
+  eplbNew: number[];
+  oursOld: number[];
+  oursNew: number[];
+  pairingBinds: number;
+}
+
+function ep144Row(file: string, g: Ep144Gaps): Record<string, unknown> {
+  const med = (xs: number[]): number => +quantile(xs, 0.5).toFixed(4);
+  return {
+    file,
+    layers: g.eplbOld.length,
+    eplbOverOldMedian: med(g.eplbOld),
+    eplbOverNewMedian: med(g.eplbNew),
+    oursOverOldMedian: med(g.oursOld),
+    oursOverNewMedian: med(g.oursNew),
+    pairingBinds: g.pairingBinds,
+  };
+}
+
+if (v3dir) {
   const model = ModelSchema.parse(MODEL_PRESETS['deepseek-v3']);
   const cluster = resolveCluster('h800-18x8', model);
   const shape = makeShape(cluster.nodes, cluster.gpusPerNode, cluster.slotsPerGpu!);
   const rows: Record<string, unknown>[] = [];
-  const all = { eplbOld: [] as number[], eplbNew: [] as number[], oursOld: [] as number[], oursNew: [] as number[], pairingBinds: 0, seconds: 0 };
+  const all: Ep144Gaps = { eplbOld: [], eplbNew: [], oursOld: [], oursNew: [], pairingBinds: 0 };
+  let boundSeconds = 0;
   const files = readdirSync(v3dir).filter((f) => f.endsWith('.json')).sort();
   for (const f of files) {
     const wl = await loadWorkload(`${v3dir}/${f}`, model);
@@ -117,12 +134,12 @@ if (existsSync(v3dir)) {
     const loads: Float64Array[] = [];
     for (let l = 0; l < model.moeLayerIds.length; l++) loads.push(expertLoadsOfLayer(wl, l));
     const eplb = evalOf(eplbPlacement(loads, model.experts, shape, model.groups ?? 1));
-    const g = { eplbOld: [] as number[], eplbNew: [] as number[], oursOld: [] as number[], oursNew: [] as number[], pairingBinds: 0 };
+    const g: Ep144Gaps = { eplbOld: [], eplbNew: [], oursOld: [], oursNew: [], pairingBinds: 0 };
     for (let l = 0; l < loads.length; l++) {
       if (loads[l].every((v) => v === 0)) continue;
       const t0 = performance.now();
       const d = maxLoadLowerBoundDetail(loads[l], shape.numGpus, shape.slotsPerGpu);
-      all.seconds += (performance.now() - t0) / 1000;
+      boundSeconds += (performance.now() - t0) / 1000;
       const old = Math.max(d.average, d.replicated, d.pigeonhole);
       g.eplbOld.push(eplb.perLayer[l].maxLoad / old - 1);
       g.eplbNew.push(eplb.perLayer[l].maxLoad / d.bound - 1);
@@ -130,35 +147,19 @@ if (existsSync(v3dir)) {
       g.oursNew.push(ours.perLayer[l].maxLoad / d.bound - 1);
       if (d.bound > old) g.pairingBinds++;
     }
-    rows.push({
-      file: f,
-      layers: g.eplbOld.length,
-      eplbOverOldMedian: +quantile(g.eplbOld, 0.5).toFixed(4),
-      eplbOverNewMedian: +quantile(g.eplbNew, 0.5).toFixed(4),
-      oursOverOldMedian: +quantile(g.oursOld, 0.5).toFixed(4),
-      oursOverNewMedian: +quantile(g.oursNew, 0.5).toFixed(4),
-      pairingBinds: g.pairingBinds,
-    });
+    rows.push(ep144Row(f, g));
     for (const k of ['eplbOld', 'eplbNew', 'oursOld', 'oursNew'] as const) all[k].push(...g[k]);
     all.pairingBinds += g.pairingBinds;
   }
-  rows.push({
-    file: 'all',
-    layers: all.eplbOld.length,
-    eplbOverOldMedian: +quantile(all.eplbOld, 0.5).toFixed(4),
-    eplbOverNewMedian: +quantile(all.eplbNew, 0.5).toFixed(4),
-    oursOverOldMedian: +quantile(all.oursOld, 0.5).toFixed(4),
-    oursOverNewMedian: +quantile(all.oursNew, 0.5).toFixed(4),
-    pairingBinds: all.pairingBinds,
-  });
+  rows.push(ep144Row('all', all));
   console.log('max load at EP144 (18x8x2): max load / bound - 1, median over layers; old = average, replica share, pigeonhole; new = with the pairing bound');
   console.table(rows);
-  out.ep144 = { rows, boundMsPerLayer: +((1000 * all.seconds) / all.eplbOld.length).toFixed(2) };
+  out.ep144 = { rows, boundMsPerLayer: +((1000 * boundSeconds) / all.eplbOld.length).toFixed(2) };
 }
 
 // ---- 2. traffic bound on DeepSeek-V2-Lite traces
-const v2dir = `${DATA}deepseek-v2-lite-traces/prompts_0001-1000`;
-if (existsSync(v2dir)) {
+const v2dir = dataPath('deepseek-v2-lite-traces', 'prompts_0001-1000');
+if (v2dir) {
   const model = ModelSchema.parse(MODEL_PRESETS['deepseek-v2-lite']);
   const layer = Number(flag('layer', '13'));
   const nnz = Number(flag('nnz', '30000'));
@@ -191,6 +192,6 @@ if (existsSync(v2dir)) {
   console.log(`traffic: lower bounds vs EPLB inter-node bytes, DeepSeek-V2-Lite layer ${layer} (${wl.trace.numTokens} tokens), normal mode, one replica`);
   console.table(rows);
   out.traffic = rows;
-} else console.log(`skipped traffic: ${v2dir} absent`);
+} else console.log('skipped traffic: deepseek-v2-lite-traces/prompts_0001-1000 absent');
 
 console.log(`\nwrote ${writeResult('bounds', out)}`);

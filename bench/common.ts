@@ -28,6 +28,11 @@ export function flag(name: string, def: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : def;
 }
 
+/** Whether the switch `--name` is on the command line. */
+export function hasFlag(name: string): boolean {
+  return process.argv.includes(`--${name}`);
+}
+
 /**
  * Split labels: the `split` field of a result says whether its figures are scored on the data the
  * plans were fitted on (in-sample) or on data they never saw (held-out); bench/readme.ts prints it.
@@ -82,9 +87,15 @@ export function writeResult(name: string, data: unknown): string {
   return path;
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
+export function median(xs: ArrayLike<number>): number {
+  const s = Array.from(xs).sort((a, b) => a - b);
   if (s.length === 0) return NaN;
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The q-quantile of xs as the element at rank floor(q n) of the sorted values (NaN when empty). */
+export function quantile(xs: ArrayLike<number>, q: number): number {
+  const s = Array.from(xs).sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(q * s.length))];
 }

@@ -22,7 +22,7 @@ import { resolveModel } from '../src/presets.js';
 import type { Trace } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
 import { countsOfTrace } from '../src/workload/tokens.js';
-import { SPLITS, writeResult } from './common.js';
+import { DATA, median, SPLITS, writeResult } from './common.js';
 
 type Knobs = Partial<Omit<GenerateOptions, 'model' | 'tokens' | 'seed' | 'counts' | 'requests'>>;
 
@@ -42,12 +42,6 @@ function parseArgs(argv: string[]): { tokens: number; seed: number; knobs: Knobs
     else throw new Error(`unknown knob --${m[1]}; known: tokens, seed, ${Object.keys(GENERATOR_DEFAULTS).join(', ')}`);
   }
   return { tokens, seed, knobs: knobs as Knobs };
-}
-
-function median(xs: ArrayLike<number>): number {
-  const s = Float64Array.from(xs).sort();
-  const n = s.length;
-  return n === 0 ? Number.NaN : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
 function maxOf(xs: ArrayLike<number>): number {
@@ -103,7 +97,7 @@ const pad = (s: string, n: number): string => s.padStart(n);
 
 async function main(): Promise<void> {
   const { tokens, seed, knobs } = parseArgs(process.argv.slice(2));
-  const dataDir = resolve(process.env.MOE_PLACER_DATA ?? '../shared/data');
+  const dataDir = DATA ?? resolve('../shared/data');
   const result: Record<string, unknown> = { split: SPLITS.generator, tokens, seed, knobs: { ...GENERATOR_DEFAULTS, ...knobs }, dataDir };
 
   // 1. DeepSeek-V3 marginals against the SGLang counts.

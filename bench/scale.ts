@@ -33,8 +33,7 @@ import { loadWorkload, mptHeaderOf } from '../src/workload/index.js';
 import { MptWriter } from '../src/workload/mpt-stream.js';
 import { streamIndex, workloadOfIndex } from '../src/workload/stream.js';
 import { optimize } from '../solvers/optimize.js';
-import { dataPath, flag, printTable, SPLITS, writeResult } from './common.js';
-const has = (name: string): boolean => process.argv.includes(`--${name}`);
+import { dataPath, flag, hasFlag, printTable, SPLITS, writeResult } from './common.js';
 
 const MiB = 1024 * 1024;
 /** Peak resident set of this process so far, MiB. */
@@ -231,11 +230,11 @@ async function main(): Promise<void> {
   const dir = flag('dir', join(tmpdir(), 'moe-placer-scale'));
   mkdirSync(dir, { recursive: true });
   const runs: Record<string, unknown>[] = [];
-  if (!has('skip-v3')) {
+  if (!hasFlag('skip-v3')) {
     const tokens = Number(flag('tokens', '10000000'));
     runs.push(await run({ name: 'v3-ep32', model: 'deepseek-v3', cluster: 'h800-4x8', nodes: 4, gpusPerNode: 8, slotsPerGpu: 9 }, tokens, Number(flag('piece', '500000')), Number(flag('distinct', '2')), dir));
   }
-  if (!has('skip-kimi')) {
+  if (!hasFlag('skip-kimi')) {
     const tokens = Number(flag('kimi-tokens', '200000'));
     runs.push(await run({ name: 'kimi-k2-64x8', model: 'kimi-k2', cluster: 'h800-18x8', nodes: 64, gpusPerNode: 8, slotsPerGpu: 1 }, tokens, tokens, 1, dir));
   }

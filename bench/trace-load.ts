@@ -15,7 +15,7 @@ import { Rng } from '../src/rng.js';
 import { ModelSchema } from '../src/schemas.js';
 import type { Trace } from '../src/types.js';
 import { loadWorkload, writeTrace } from '../src/workload/index.js';
-import { flag, ROOT, SPLITS, writeResult } from './common.js';
+import { flag, hasFlag, ROOT, SPLITS, writeResult } from './common.js';
 
 const TMP = join(ROOT, 'bench', 'results', 'tmp');
 
@@ -101,7 +101,7 @@ interface Row {
 async function main(): Promise<void> {
   const T = Number(flag('tokens', '1000000'));
   const seed = Number(flag('seed', '1'));
-  const withGzip = !process.argv.includes('--no-gzip');
+  const withGzip = !hasFlag('no-gzip');
   mkdirSync(TMP, { recursive: true });
   let t0 = performance.now();
   const trace = generate(T, seed, 1000);

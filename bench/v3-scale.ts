@@ -17,7 +17,7 @@ import { loadWorkload } from '../src/workload/index.js';
 import { eplbSolver } from '../solvers/eplb.js';
 import { optimize } from '../solvers/optimize.js';
 import type { SolveInput } from '../solvers/types.js';
-import { dataPath, fitScoreSplit, flag, printTable, writeResult } from './common.js';
+import { dataPath, fitScoreSplit, flag, hasFlag, printTable, writeResult } from './common.js';
 
 const model = resolveModel('deepseek-v3');
 const tokens = Number(flag('tokens', '65536'));
@@ -85,7 +85,7 @@ for (const sc of scenarios) {
 }
 printTable(`DeepSeek-V3 synthetic (${fitTrace.numTokens} tokens fitted, ${heldTrace.numTokens} held out), workers 2`, rows);
 
-if (!process.argv.includes('--skip-speedup')) {
+if (!hasFlag('skip-speedup')) {
   const cluster = resolveCluster('h800-4x8', model, { nodes: 4, gpusPerNode: 8, slotsPerGpu: 9 });
   const shape = makeShape(4, 8, 9);
   const input: SolveInput = { model, cluster, shape, workload: W(fitTrace), objective: 'traffic', mode: 'normal', seed: 1 };

@@ -12,12 +12,11 @@ import { SOLVERS } from '../solvers/registry.js';
 import { evaluate } from '../src/cost.js';
 import { readPlanFile } from '../src/plan.js';
 import { CLUSTER_PRESETS, GPU_PRESETS, MODEL_PRESETS } from '../src/presets.js';
-import { Rng } from '../src/rng.js';
 import { ModelSchema, type Model } from '../src/schemas.js';
-import type { Trace } from '../src/types.js';
 import { loadWorkload, readTrace, writeTrace } from '../src/workload/index.js';
 import { TINY_MODEL as TINY, TINY_CLUSTER } from './plan-fixtures.js';
 import { ensureBuilt, ROOT, runCli, type RunResult } from './cli-helpers.js';
+import { uniformTrace } from './workload-helpers.js';
 
 
 let dir: string;
@@ -256,38 +255,6 @@ describe.concurrent('bad input: exit 2, one line naming the flag or file, no out
   });
 });
 
-/** A random (uniform) trace: L layers, E experts, top-k distinct per token. */
-function randomTrace(L: number, E: number, k: number, T: number, requests: number, seed: number): Trace {
-  const rng = new Rng(seed);
-  const experts: Uint16Array[] = [];
-  const pick = new Int32Array(E);
-  for (let l = 0; l < L; l++) {
-    const ex = new Uint16Array(T * k);
-    for (let t = 0; t < T; t++) {
-      for (let e = 0; e < E; e++) pick[e] = e;
-      for (let j = 0; j < k; j++) {
-        const i = j + rng.int(E - j);
-        const tmp = pick[j];
-        pick[j] = pick[i];
-        pick[i] = tmp;
-        ex[t * k + j] = pick[j];
-      }
-    }
-    experts.push(ex);
-  }
-  return {
-    numLayers: L,
-    numExperts: E,
-    topK: k,
-    numTokens: T,
-    numRequests: requests,
-    request: Uint32Array.from({ length: T }, (_, t) => Math.floor((t * requests) / T)),
-    rank: new Int32Array(T).fill(-1),
-    weight: null,
-    experts,
-  };
-}
-
 describe('Ctrl-C during plan', () => {
   it('writes the best plan so far, marked interrupted, and exits 130', async () => {
     // Big enough that optimize takes many seconds: 24 layers x 128 experts. Two workers: the search
@@ -296,7 +263,7 @@ describe('Ctrl-C during plan', () => {
     writeFileSync(p('big-model.json'), JSON.stringify(big));
     writeFileSync(p('big-cluster.json'), JSON.stringify({ name: 'big', nodes: 4, gpusPerNode: 4, slotsPerGpu: 9, gpu: 'H100' }));
     const bigModel = ModelSchema.parse(big);
-    await writeTrace(p('big.mpt'), randomTrace(24, 128, 8, 2000, 32, 1), bigModel);
+    await writeTrace(p('big.mpt'), uniformTrace({ numLayers: 24, numExperts: 128, topK: 8 }, 2000, 1, { blocks: 32 }), bigModel);
     const out = p('interrupted.json');
     let sent = false;
     const r = await runCli(

@@ -2,6 +2,7 @@
 import { roundRobinPlacement } from '../solvers/round-robin.js';
 import { evaluate, type Evaluation } from '../src/cost.js';
 import { Rng } from '../src/rng.js';
+import { toyCluster } from './cost-helpers.js';
 import { ModelSchema, type Cluster, type Model } from '../src/schemas.js';
 import { makeShape, type Placement, type Shape, type Trace, type Workload } from '../src/types.js';
 import { countsOfTrace } from '../src/workload/tokens.js';
@@ -26,24 +27,10 @@ export function tinyModel(): Model {
   return ModelSchema.parse(TINY_MODEL);
 }
 
+/** The toy cluster of the cost tests (cost-helpers.ts) named `tiny-cluster`, 1 MB per expert, GPU figures with sources. */
 export function tinyCluster(shape: Shape): Cluster {
-  return {
-    name: 'tiny-cluster',
-    nodes: shape.nodes,
-    gpusPerNode: shape.gpusPerNode,
-    slotsPerGpu: shape.slotsPerGpu,
-    expertMemoryBytes: 1e6,
-    gpu: {
-      name: 'toy-gpu',
-      memoryBytes: 1e9,
-      hbmBandwidth: 1e12,
-      fp8Flops: 2e9,
-      bf16Flops: 1e9,
-      nvlinkBandwidth: 1000,
-      rdmaBandwidth: 100,
-      sources: { rdmaBandwidth: 'made up', memoryBytes: 'made up too' },
-    },
-  };
+  const c = toyCluster(shape);
+  return { ...c, name: 'tiny-cluster', expertMemoryBytes: 1e6, gpu: { ...c.gpu, sources: { rdmaBandwidth: 'made up', memoryBytes: 'made up too' } } };
 }
 
 /** A seeded random top-k trace: T tokens over `requests` requests, skewed toward low expert ids. */

@@ -25,10 +25,10 @@ import { exportPlan } from '../src/formats/export.js';
 import { validatePlacement } from '../src/placement.js';
 import { readPlanFile, stringifyPlan, writePlanFile } from '../src/plan.js';
 import { resolveCluster } from '../src/presets.js';
-import { Rng } from '../src/rng.js';
 import { ModelSchema, type Cluster, type Model, type Objective } from '../src/schemas.js';
-import type { Trace, Workload } from '../src/types.js';
+import type { Workload } from '../src/types.js';
 import { loadWorkload, writeTrace } from '../src/workload/index.js';
+import { traceDims, uniformTrace } from './workload-helpers.js';
 
 const COMMON = { hiddenSize: 16, expertBytes: 1000, dispatchBytesPerToken: 10, combineBytesPerToken: 20, expertFlopsPerToken: 1e6 };
 /** 3 engine layers, MoE on 1 and 2, 4 experts, top-2. */
@@ -645,39 +645,6 @@ describe('per-request JSON step traces against an oracle', () => {
 // ---------------------------------------------------------------------------------------------
 // Binary traces: corruption, truncation, garbage
 
-/** A uniform random trace of `model` (k distinct ids per token). */
-function randomTrace(model: Model, T: number, R: number, seed: number, withRank: boolean, withWeight: boolean): Trace {
-  const rng = new Rng(seed);
-  const L = model.moeLayerIds.length;
-  const E = model.experts;
-  const k = model.topK;
-  const experts: Uint16Array[] = [];
-  const pick = new Int32Array(E);
-  for (let l = 0; l < L; l++) {
-    const ex = new Uint16Array(T * k);
-    for (let t = 0; t < T; t++) {
-      for (let e = 0; e < E; e++) pick[e] = e;
-      for (let j = 0; j < k; j++) {
-        const i = j + rng.int(E - j);
-        [pick[j], pick[i]] = [pick[i], pick[j]];
-        ex[t * k + j] = pick[j];
-      }
-    }
-    experts.push(ex);
-  }
-  return {
-    numLayers: L,
-    numExperts: E,
-    topK: k,
-    numTokens: T,
-    numRequests: R,
-    request: Uint32Array.from({ length: T }, (_, t) => (R === 0 ? 0 : Math.floor((t * R) / T))),
-    rank: Int32Array.from({ length: T }, (_, t) => (withRank ? t % 3 : -1)),
-    weight: withWeight ? Float32Array.from({ length: T }, (_, t) => (t % 4) / 2) : null,
-    experts,
-  };
-}
-
 describe('binary traces: corrupted, truncated, garbage', () => {
   it('truncation is always an InputError; byte flips and appended bytes give a valid plan or an InputError', async () => {
     const arb = fc.record({
@@ -699,7 +666,7 @@ describe('binary traces: corrupted, truncated, garbage', () => {
     await fc.assert(
       fc.asyncProperty(arb, async ({ model, T, seed, rank, weight, gzip, damage, o }) => {
         const src = fresh(gzip ? '.mpt.gz' : '.mpt');
-        await writeTrace(src, randomTrace(model, T, Math.min(T, 3), seed, rank, weight), model, { gzip });
+        await writeTrace(src, uniformTrace(traceDims(model), T, seed, { blocks: Math.min(T, 3), rank: rank ? 4 : 0, weight: weight ? 32 : undefined }), model, { gzip });
         const bytes = readFileSync(src);
         let bad: Buffer;
         if (damage.kind === 'none') bad = bytes;
@@ -775,9 +742,9 @@ describe('binary traces: corrupted, truncated, garbage', () => {
       ModelSchema.parse({ ...A, name: 'top-3', topK: 3 }),
     ];
     const mpt = fresh('.mpt');
-    await writeTrace(mpt, randomTrace(A, 20, 2, 1, false, false), A);
+    await writeTrace(mpt, uniformTrace(traceDims(A), 20, 1, { blocks: 2 }), A);
     const jsonl = fresh('.jsonl');
-    await writeTrace(jsonl, randomTrace(A, 20, 2, 1, false, false), A, { format: 'mpt-jsonl' });
+    await writeTrace(jsonl, uniformTrace(traceDims(A), 20, 1, { blocks: 2 }), A, { format: 'mpt-jsonl' });
     const counts = fresh('.json');
     writeFileSync(counts, JSON.stringify([[1, 2, 3, 4], [4, 3, 2, 1]]));
     for (const m of others) {
@@ -809,7 +776,7 @@ describe('placement files (plan, sglang, eplb, trtllm, vllm-ascend) with random 
   it('a damaged file loads as a valid placement or is one InputError naming it', async () => {
     const model = M_A;
     const cluster = clusterFor(model, 2, 2, 1); // 2 x 2 GPUs x 2 slots: 8 slots for 4 experts
-    const trace = randomTrace(model, 60, 3, 4, false, false);
+    const trace = uniformTrace(traceDims(model), 60, 4, { blocks: 3 });
     const workload: Workload = { kind: 'trace', trace, meta: { format: 'mpt' } };
     const r = await plan({ model, cluster, workload, solver: 'eplb', seed: 1, workers: 1 });
     const texts: Record<string, string> = { plan: stringifyPlan(r.plan) };
@@ -928,7 +895,7 @@ describe('the CLI (main in-process) on random flags', () => {
     writeFileSync(p('model-trunc.json'), JSON.stringify(M_A).slice(0, 40));
     writeFileSync(p('cluster-nodes.json'), JSON.stringify({ nodes: 0, gpusPerNode: 2, slotsPerGpu: 1, gpu: 'H100' }));
     writeFileSync(p('cluster-gpu.json'), JSON.stringify({ nodes: 2, gpusPerNode: 2, slotsPerGpu: 1, gpu: 'X100' }));
-    await writeTrace(p('trace.mpt'), randomTrace(M_A, 200, 4, 9, true, false), M_A);
+    await writeTrace(p('trace.mpt'), uniformTrace(traceDims(M_A), 200, 9, { blocks: 4, rank: 4 }), M_A);
     writeFileSync(p('trace-trunc.gz'), gzipSync(JSON.stringify([[1, 2, 3, 4], [4, 3, 2, 1]])).subarray(0, 20));
   });
 

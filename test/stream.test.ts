@@ -9,60 +9,20 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { evaluate, evaluateStream, type Evaluation } from '../src/cost.js';
 import { InputError } from '../src/errors.js';
 import { Rng } from '../src/rng.js';
-import type { Model } from '../src/schemas.js';
-import { makeShape, type Placement, type Trace, type WorkloadIndex } from '../src/types.js';
+import { makeShape, type Placement, type WorkloadIndex } from '../src/types.js';
 import { indexWorkload } from '../src/workload/indexer.js';
 import { expertLoadsOfLayer } from '../src/workload/tokens.js';
 import { mptHeaderOf, readTrace, writeTrace } from '../src/workload/index.js';
 import { MptWriter } from '../src/workload/mpt-stream.js';
 import { isLargeTrace, streamIndex, workloadOfIndex } from '../src/workload/stream.js';
 import { toyCluster, toyModel } from './cost-helpers.js';
-import { tempDir, TINY, WIDE } from './workload-helpers.js';
+import { tempDir, TINY, traceDims, uniformTrace, WIDE } from './workload-helpers.js';
 
 let tmp: ReturnType<typeof tempDir>;
 beforeEach(() => {
   tmp = tempDir();
 });
 afterEach(() => tmp.cleanup());
-
-/** A random trace: distinct ids per token, requests of 1..6 tokens, optional ranks and weights. */
-function randomTrace(model: Model, T: number, seed: number, opts: { rank?: boolean; weight?: boolean; firstId?: (t: number) => number } = {}): Trace {
-  const rng = new Rng(seed);
-  const L = model.moeLayerIds.length;
-  const k = model.topK;
-  const E = model.experts;
-  const request = new Uint32Array(T);
-  let r = 0;
-  for (let t = 0; t < T; ) {
-    const len = 1 + rng.int(6);
-    for (let i = 0; i < len && t < T; i++) request[t++] = r;
-    r++;
-  }
-  const perm = new Uint16Array(E);
-  const experts = Array.from({ length: L }, (_, l) => {
-    const ex = new Uint16Array(T * k);
-    for (let t = 0; t < T; t++) {
-      for (let e = 0; e < E; e++) perm[e] = e;
-      for (let j = 0; j < k; j++) {
-        const p = j === 0 && l === 0 && opts.firstId ? opts.firstId(t) : j + rng.int(E - j);
-        [perm[j], perm[p]] = [perm[p], perm[j]];
-        ex[t * k + j] = perm[j];
-      }
-    }
-    return ex;
-  });
-  return {
-    numLayers: L,
-    numExperts: E,
-    topK: k,
-    numTokens: T,
-    numRequests: r,
-    request,
-    rank: Int32Array.from({ length: T }, () => (opts.rank ? rng.int(9) - 1 : -1)),
-    weight: opts.weight ? Float32Array.from({ length: T }, () => Math.round(rng.next() * 48) / 16) : null,
-    experts,
-  };
-}
 
 const arr = (a: ArrayLike<number>): number[] => Array.from(a);
 
@@ -96,7 +56,7 @@ async function expectInputErrorNaming(p: Promise<unknown>, file: string, pattern
 
 describe('streamIndex', () => {
   it('equals indexWorkload on a trace below the set cap (ranks, weights, many chunks, gzip)', async () => {
-    const tr = randomTrace(WIDE, 700, 1, { rank: true, weight: true });
+    const tr = uniformTrace(traceDims(WIDE), 700, 1, { runs: 6, rank: 9, weight: 48 });
     const w = { kind: 'trace' as const, trace: tr, meta: { format: 'mpt' } };
     for (const [name, chunkTokens] of [
       ['a.mpt', 37],
@@ -117,7 +77,7 @@ describe('streamIndex', () => {
 
   it('keeps sets exact past maxSets tokens while the distinct sets fit (same as indexWorkload)', async () => {
     // TINY: 8 experts, top-2 -> at most 28 sets per source; 4 sources -> at most 112 distinct.
-    const tr = randomTrace(TINY, 3000, 2);
+    const tr = uniformTrace(traceDims(TINY), 3000, 2, { runs: 6 });
     const path = `${tmp.dir}/t.mpt`;
     await writeTrace(path, tr, TINY, { chunkTokens: 256 });
     const s = await streamIndex(path, TINY, 4, { maxSets: 150, seed: 3 });
@@ -131,7 +91,7 @@ describe('streamIndex', () => {
 
   it('samples beyond maxSets distinct sets: exact loads and totals, deterministic, chunking-invariant', async () => {
     const T = 3000;
-    const tr = randomTrace(WIDE, T, 3, { weight: true });
+    const tr = uniformTrace(traceDims(WIDE), T, 3, { runs: 6, weight: 48 });
     let total = 0;
     for (let t = 0; t < T; t++) total += tr.weight![t];
     const exact = indexWorkload({ kind: 'trace', trace: tr, meta: { format: 'mpt' } }, WIDE.topK, 8, { samples: 2, seed: 5 });
@@ -164,7 +124,7 @@ describe('streamIndex', () => {
     // Layer 0's first id of token t is its tenth of the trace (0..9): the scaled weight of each
     // tenth in the sample estimates T/10; a reservoir biased to early or late tokens fails.
     const T = 4000;
-    const tr = randomTrace(WIDE, T, 4, { firstId: (t) => Math.floor((t * 10) / T) });
+    const tr = uniformTrace(traceDims(WIDE), T, 4, { runs: 6, firstId: (t) => Math.floor((t * 10) / T) });
     const path = `${tmp.dir}/u.mpt`;
     await writeTrace(path, tr, WIDE, { chunkTokens: 300 });
     const tenth = new Float64Array(10);
@@ -185,7 +145,7 @@ describe('streamIndex', () => {
   });
 
   it('plugs into the solver input: counts stand-in with the exact loads and the file digest', async () => {
-    const tr = randomTrace(TINY, 200, 5);
+    const tr = uniformTrace(traceDims(TINY), 200, 5, { runs: 6 });
     const path = `${tmp.dir}/w.mpt`;
     await writeTrace(path, tr, TINY);
     const s = await streamIndex(path, TINY, 2);
@@ -199,7 +159,7 @@ describe('streamIndex', () => {
   });
 
   it('rejects a truncated file, a non-mpt file and bad options with InputErrors', async () => {
-    const tr = randomTrace(TINY, 300, 6);
+    const tr = uniformTrace(traceDims(TINY), 300, 6, { runs: 6 });
     const path = `${tmp.dir}/cut.mpt`;
     await writeTrace(path, tr, TINY, { chunkTokens: 100 });
     const bytes = readFileSync(path);
@@ -215,7 +175,7 @@ describe('streamIndex', () => {
   });
 
   it('names the token of the whole trace for a bad id in a later chunk', async () => {
-    const tr = randomTrace(TINY, 30, 7);
+    const tr = uniformTrace(traceDims(TINY), 30, 7, { runs: 6 });
     const path = `${tmp.dir}/bad.mpt`;
     await writeTrace(path, tr, TINY, { chunkTokens: 10 });
     const bytes = Buffer.from(readFileSync(path));
@@ -264,7 +224,7 @@ describe('evaluateStream', () => {
   const model = toyModel(12, 3);
 
   it('equals evaluate on the loaded trace (both modes, ranks and weights, traffic matrix)', async () => {
-    const tr = randomTrace(model, 1500, 8, { rank: true, weight: true });
+    const tr = uniformTrace(traceDims(model), 1500, 8, { runs: 6, rank: 9, weight: 48 });
     const path = `${tmp.dir}/e.mpt.gz`;
     await writeTrace(path, tr, model, { chunkTokens: 97 });
     const workload = { kind: 'trace' as const, trace: tr, meta: { format: 'mpt' } };
@@ -288,7 +248,7 @@ describe('evaluateStream', () => {
   });
 
   it('checks the placement before reading and reports a truncated file', async () => {
-    const tr = randomTrace(model, 200, 9);
+    const tr = uniformTrace(traceDims(model), 200, 9, { runs: 6 });
     const path = `${tmp.dir}/p.mpt`;
     await writeTrace(path, tr, model, { chunkTokens: 64 });
     const shape = makeShape(2, 2, 4);
@@ -303,8 +263,8 @@ describe('evaluateStream', () => {
 
 describe('MptWriter', () => {
   it('appends pieces into one file that reads back as their concatenation (plain and gzip)', async () => {
-    const a = randomTrace(TINY, 120, 10, { weight: true });
-    const b = randomTrace(TINY, 80, 11, { weight: true });
+    const a = uniformTrace(traceDims(TINY), 120, 10, { runs: 6, weight: 48 });
+    const b = uniformTrace(traceDims(TINY), 80, 11, { runs: 6, weight: 48 });
     const R = a.numRequests + b.numRequests;
     for (const name of ['pieces.mpt', 'pieces.mpt.gz']) {
       const path = `${tmp.dir}/${name}`;
@@ -323,7 +283,7 @@ describe('MptWriter', () => {
   });
 
   it('rejects pieces that do not fit the header and leaves no file behind', async () => {
-    const a = randomTrace(TINY, 50, 12);
+    const a = uniformTrace(traceDims(TINY), 50, 12, { runs: 6 });
     const path = `${tmp.dir}/bad.mpt`;
     const w = await MptWriter.open(path, { ...mptHeaderOf(a, TINY), numTokens: 100 });
     await w.append(a);
@@ -336,7 +296,7 @@ describe('MptWriter', () => {
 
 describe('isLargeTrace', () => {
   it('decides from the header token count, else the file size; other formats are not large', async () => {
-    const tr = randomTrace(TINY, 100, 13);
+    const tr = uniformTrace(traceDims(TINY), 100, 13, { runs: 6 });
     const path = `${tmp.dir}/s.mpt`;
     await writeTrace(path, tr, TINY);
     // in memory: 100 tokens x (8 + 2 layers x 2 ids x 2 B) = 1600 B

@@ -3,7 +3,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { Rng } from '../src/rng.js';
 import { ModelSchema, type Model, type ModelInput } from '../src/schemas.js';
+import type { Trace } from '../src/types.js';
 
 export const DATA = '/work/shared/data';
 
@@ -78,4 +80,79 @@ export async function expectInputError(p: Promise<unknown>, parts: (string | Reg
     }
   }
   return err.message;
+}
+
+/** Layers, experts and top-k of a synthetic trace. */
+export interface TraceDims {
+  numLayers: number;
+  numExperts: number;
+  topK: number;
+}
+
+export function traceDims(model: Model): TraceDims {
+  return { numLayers: model.moeLayerIds.length, numExperts: model.experts, topK: model.topK };
+}
+
+export interface UniformTraceOptions {
+  /** Requests as consecutive runs of 1..runs tokens (random lengths; default 4), or ... */
+  runs?: number;
+  /** ... as `blocks` contiguous blocks of about T / blocks tokens (request floor(t blocks / T)). */
+  blocks?: number;
+  /** Source ranks drawn in -1..rank-2 (-1 = none recorded); default none. */
+  rank?: number;
+  /** Weights drawn in {0, 1/16, ..., weight/16}; default none (null). */
+  weight?: number;
+  /** The first expert of layer 0 of token t is the one at this index of 0..E-1 (then uniform). */
+  firstId?: (t: number) => number;
+}
+
+/**
+ * A seeded uniform random trace: each token's top-k ids distinct (a partial Fisher-Yates shuffle
+ * per token); draws in the order request runs, expert ids layer by layer, ranks, weights.
+ */
+export function uniformTrace(dims: TraceDims, T: number, seed: number, opts: UniformTraceOptions = {}): Trace {
+  const rng = new Rng(seed);
+  const { numLayers: L, numExperts: E, topK: k } = dims;
+  const request = new Uint32Array(T);
+  let numRequests: number;
+  if (opts.blocks !== undefined) {
+    const R = opts.blocks;
+    for (let t = 0; t < T; t++) request[t] = R === 0 ? 0 : Math.floor((t * R) / T);
+    numRequests = R;
+  } else {
+    const runs = opts.runs ?? 4;
+    let r = 0;
+    for (let t = 0; t < T; ) {
+      const len = 1 + rng.int(runs);
+      for (let i = 0; i < len && t < T; i++) request[t++] = r;
+      r++;
+    }
+    numRequests = r;
+  }
+  const perm = new Uint16Array(E);
+  const experts = Array.from({ length: L }, (_, l) => {
+    const ex = new Uint16Array(T * k);
+    for (let t = 0; t < T; t++) {
+      for (let e = 0; e < E; e++) perm[e] = e;
+      for (let j = 0; j < k; j++) {
+        const p = j === 0 && l === 0 && opts.firstId ? opts.firstId(t) : j + rng.int(E - j);
+        [perm[j], perm[p]] = [perm[p], perm[j]];
+        ex[t * k + j] = perm[j];
+      }
+    }
+    return ex;
+  });
+  const rank = opts.rank;
+  const weight = opts.weight;
+  return {
+    numLayers: L,
+    numExperts: E,
+    topK: k,
+    numTokens: T,
+    numRequests,
+    request,
+    rank: Int32Array.from({ length: T }, () => (rank ? rng.int(rank) - 1 : -1)),
+    weight: weight !== undefined ? Float32Array.from({ length: T }, () => Math.round(rng.next() * weight) / 16) : null,
+    experts,
+  };
 }

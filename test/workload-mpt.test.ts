@@ -8,56 +8,15 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Rng } from '../src/rng.js';
 import type { Trace } from '../src/types.js';
 import { detectFormat, loadWorkload, readTrace, writeTrace } from '../src/workload/index.js';
-import { expectInputError, TINY, tempDir, WIDE } from './workload-helpers.js';
-import type { Model } from '../src/schemas.js';
+import { expectInputError, TINY, tempDir, traceDims, uniformTrace, WIDE } from './workload-helpers.js';
 
 let tmp: ReturnType<typeof tempDir>;
 beforeEach(() => {
   tmp = tempDir();
 });
 afterEach(() => tmp.cleanup());
-
-/** A random trace for `model`: ids distinct within each token, requests of 1..4 tokens. */
-function randomTrace(model: Model, T: number, seed: number, opts: { rank?: boolean; weight?: boolean } = {}): Trace {
-  const rng = new Rng(seed);
-  const L = model.moeLayerIds.length;
-  const k = model.topK;
-  const E = model.experts;
-  const request = new Uint32Array(T);
-  let r = 0;
-  for (let t = 0; t < T; ) {
-    const len = 1 + rng.int(4);
-    for (let i = 0; i < len && t < T; i++) request[t++] = r;
-    r++;
-  }
-  const perm = new Uint16Array(E);
-  const experts = Array.from({ length: L }, () => {
-    const ex = new Uint16Array(T * k);
-    for (let t = 0; t < T; t++) {
-      for (let e = 0; e < E; e++) perm[e] = e;
-      for (let j = 0; j < k; j++) {
-        const p = j + rng.int(E - j);
-        [perm[j], perm[p]] = [perm[p], perm[j]];
-        ex[t * k + j] = perm[j];
-      }
-    }
-    return ex;
-  });
-  return {
-    numLayers: L,
-    numExperts: E,
-    topK: k,
-    numTokens: T,
-    numRequests: request[T - 1] + 1,
-    request,
-    rank: Int32Array.from({ length: T }, () => (opts.rank ? rng.int(17) - 1 : -1)),
-    weight: opts.weight ? Float32Array.from({ length: T }, () => Math.round(rng.next() * 64) / 16) : null,
-    experts,
-  };
-}
 
 function expectSameTrace(a: Trace, b: Trace): void {
   expect(b.numLayers).toBe(a.numLayers);
@@ -134,7 +93,7 @@ describe('mpt binary format', () => {
   });
 
   it('writes the documented layout (header fields, chunks, end marker)', async () => {
-    const tr = randomTrace(TINY, 5, 3, { rank: true });
+    const tr = uniformTrace(traceDims(TINY), 5, 3, { rank: 17 });
     const f = join(tmp.dir, 'w.mpt');
     const { bytes } = await writeTrace(f, tr, TINY, { chunkTokens: 2 });
     const buf = readFileSync(f);
@@ -154,7 +113,7 @@ describe('mpt binary format', () => {
   for (const gzip of [false, true]) {
     for (const [rank, weight] of [[false, false], [true, false], [false, true], [true, true]] as const) {
       it(`round trip: gzip ${gzip}, rank ${rank}, weight ${weight}`, async () => {
-        const tr = randomTrace(TINY, 50, 7 + Number(rank) * 2 + Number(weight), { rank, weight });
+        const tr = uniformTrace(traceDims(TINY), 50, 7 + Number(rank) * 2 + Number(weight), { rank: rank ? 17 : 0, weight: weight ? 64 : undefined });
         const f = join(tmp.dir, gzip ? 't.mpt.gz' : 't.mpt');
         await writeTrace(f, tr, TINY, { chunkTokens: 16 });
         expect(readFileSync(f)[0] === 0x1f).toBe(gzip);
@@ -167,7 +126,7 @@ describe('mpt binary format', () => {
   }
 
   it('round trip with 2-byte ids (300 experts) and an empty trace', async () => {
-    const tr = randomTrace(WIDE, 40, 11, { weight: true });
+    const tr = uniformTrace(traceDims(WIDE), 40, 11, { weight: 64 });
     const f = join(tmp.dir, 'wide.mpt');
     await writeTrace(f, tr, WIDE, { chunkTokens: 7 });
     const h = JSON.parse(readFileSync(f).toString('utf8', 8, 8 + readFileSync(f).readUInt32LE(4)));
@@ -181,7 +140,7 @@ describe('mpt binary format', () => {
   });
 
   it('gzip choice follows the magic bytes, not the name', async () => {
-    const tr = randomTrace(TINY, 9, 5);
+    const tr = uniformTrace(traceDims(TINY), 9, 5);
     const f = join(tmp.dir, 'gz-inside.bin');
     await writeTrace(f, tr, TINY, { gzip: true });
     expect(readFileSync(f)[0]).toBe(0x1f);
@@ -192,7 +151,7 @@ describe('mpt binary format', () => {
   });
 
   it('truncation anywhere is an error naming the file', async () => {
-    const tr = randomTrace(TINY, 20, 2, { rank: true, weight: true });
+    const tr = uniformTrace(traceDims(TINY), 20, 2, { rank: 17, weight: 64 });
     const f = join(tmp.dir, 'full.mpt');
     await writeTrace(f, tr, TINY, { chunkTokens: 8 });
     const full = readFileSync(f);
@@ -253,7 +212,7 @@ describe('mpt binary format', () => {
   });
 
   it('writeTrace rejects inconsistent traces and leaves no file behind', async () => {
-    const tr = randomTrace(TINY, 4, 1);
+    const tr = uniformTrace(traceDims(TINY), 4, 1);
     const bad = { ...tr, experts: [tr.experts[0], tr.experts[1].map((e, i) => (i === 3 ? 8 : e))] };
     const f = join(tmp.dir, 'bad.mpt');
     await expectInputError(writeTrace(f, bad, TINY), ['trace.experts[1][token 1][1]', 'expert id 8 out of range']);
@@ -291,7 +250,7 @@ describe('mpt-jsonl text format', () => {
 
   for (const name of ['t.jsonl', 't.jsonl.gz']) {
     it(`round trip through writeTrace (${name})`, async () => {
-      const tr = randomTrace(TINY, 30, 21, { rank: true, weight: true });
+      const tr = uniformTrace(traceDims(TINY), 30, 21, { rank: 17, weight: 64 });
       const f = join(tmp.dir, name);
       await writeTrace(f, tr, TINY);
       const raw = readFileSync(f);
@@ -329,8 +288,8 @@ describe('mpt-jsonl text format', () => {
 });
 
 it('writes atomically: an existing file is replaced whole', async () => {
-  const a = randomTrace(TINY, 10, 1);
-  const b = randomTrace(TINY, 3, 2);
+  const a = uniformTrace(traceDims(TINY), 10, 1);
+  const b = uniformTrace(traceDims(TINY), 3, 2);
   const f = join(tmp.dir, 'x.mpt');
   await writeTrace(f, a, TINY);
   await writeTrace(f, b, TINY);
