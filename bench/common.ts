@@ -45,6 +45,7 @@ export const SPLITS = {
   scale: 'in-sample: each plan is evaluated on the trace it was fitted on (the figures are times and memory)',
   generator: 'in-sample: each synthetic trace is compared with the real data whose marginals it was fitted to',
   none: 'not applicable: no plan is fitted (speed of one component)',
+  replay: 'held-out: every window is served by a plan fitted on earlier windows only',
 } as const;
 export const PARITY_SPLIT = SPLITS.parity;
 

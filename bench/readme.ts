@@ -155,6 +155,40 @@ export const VIEWS: Record<string, ViewSpec> = {
       },
     ],
   },
+  replay: {
+    note: 'DeepSeek-V3 counts files {windows} as windows in this order; EP32 = h800-4x8 normal mode, EP144 = h800-18x8 low-latency; every policy starts from EPLB fitted on the first file; budget = `plan --from` with at most the given share of the plan\'s slots copied per rebalance; 2 workers.',
+    tables: [
+      {
+        rows: 'summary',
+        key: ['shape', 'budget % of slots'],
+        runs: 1,
+        columns: [
+          ['shape'],
+          ['budget % of slots', 'budget (% of slots)', '0'],
+          ['share of re-plan balance gain %', 'share of the re-plan\'s balance gain', '1%'],
+          ['target >= 90% (10% budget)', 'target >= 90% (10% budget)'],
+          ['EPLB bytes / budget bytes', 'EPLB bytes / budget bytes', '1x'],
+          ['budget bal - EPLB bal', 'balancedness - EPLB', '+3'],
+          ['target 5x at >= EPLB bal', 'target 5x at >= EPLB balancedness'],
+          ['wall s', 'replay wall s', '0'],
+        ],
+      },
+      {
+        rows: 'rows',
+        key: ['shape', 'policy'],
+        runs: 1,
+        columns: [
+          ['shape'],
+          ['policy'],
+          ['mean balancedness', 'mean balancedness', '3'],
+          ['mean MoE time ms', 'mean MoE time ms', '0'],
+          ['GB moved per rebalance', 'GB moved per rebalance', '1'],
+          ['moved % of slots', 'moved (% of slots)', '1'],
+          ['plan s', 'planning s (all rebalances)', '1'],
+        ],
+      },
+    ],
+  },
   compare: {
     note:
       'DeepSeek-V3 from the real SGLang counts (bench/compare.ts): EPLB and `optimize` (objective time, {timeLimitSeconds} s per plan, {workers} workers) plan every slots level. ' +

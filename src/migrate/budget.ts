@@ -21,8 +21,21 @@
 import { dispatchOf } from '../placement.js';
 import type { Placement, Shape } from '../types.js';
 
-/** Exponent of the smooth max the moves lower. */
+/** Exponent of the smooth max the moves lower (pow32 computes x^NORM_P). */
 const NORM_P = 32;
+
+/** x^32 by five squarings (Math.pow is the hot spot of move scoring otherwise). */
+function pow32(x: number): number {
+  const x2 = x * x;
+  const x4 = x2 * x2;
+  const x8 = x4 * x4;
+  const x16 = x8 * x8;
+  return x16 * x16;
+}
+/** Spare slots (least loaded replicas of replicated experts) a chain move may free. */
+const CHAIN_SPARES = 8;
+/** Copies a free move is ranked as costing (so free moves rank first, by their reduction). */
+const FREE_COPY = 0.25;
 
 interface LayerState {
   /** The running placement's layer (copies are counted against it). */
@@ -42,12 +55,12 @@ interface LayerState {
 }
 
 interface Candidate {
-  kind: 0 | 1 | 2; // none, one slot rewritten (replace or add), swap
+  kind: 0 | 1 | 2 | 3; // none, one slot rewritten (replace or add), swap, chain
   slot: number;
   expert: number;
   slot2: number;
   copies: number;
-  /** Smooth-max reduction per copy. */
+  /** Smooth-max reduction per copy (per FREE_COPY for moves that add none). */
   gain: number;
 }
 
@@ -76,22 +89,28 @@ export function rebalanceWithBudget(start: Placement, loads: Float64Array[], bud
     adopt.push(target ? layerState(start.phy2log[l], target.phy2log[l].slice(), target, loads[l], shape, E, l) : null);
   }
   let total = 0;
-  for (;;) {
+  // Every step lowers a layer's smooth max; free moves (rewriting slots that already took a
+  // copy) are cut at about one per copy, which bounds the time.
+  for (let step = 0, maxSteps = 2 * budget + 4 * L; step < maxSteps; step++) {
     let pick = -1;
     let pickGain = 0;
     let whole = false;
     for (let l = 0; l < L; l++) {
       const st = states[l];
+      // A best move the budget left cannot pay: look again among those it can (free ones too).
+      if (st.best.kind !== 0 && st.best.copies > budget - total) st.best = bestMove(st, shape, E, budget - total);
       const b = st.best;
-      if (b.kind !== 0 && b.copies <= budget - total && b.gain > pickGain) {
+      // Balancedness (mean / max) gains by mean * drop / max^2: weigh drops by 1 / max^2.
+      const weight = st.norm > 0 ? 1 / (st.norm * st.norm) : 0;
+      if (b.kind !== 0 && b.gain * weight > pickGain) {
         pick = l;
-        pickGain = b.gain;
+        pickGain = b.gain * weight;
         whole = false;
       }
       const t = adopt[l];
       const extra = t ? t.spent - st.spent : 0;
       if (t && extra <= budget - total && st.norm > t.norm) {
-        const gain = (st.norm - t.norm) / Math.max(1, extra);
+        const gain = (st.norm - t.norm) / Math.max(1, extra) / (st.norm * st.norm);
         if (gain > pickGain) {
           pick = l;
           pickGain = gain;
@@ -107,7 +126,7 @@ export function rebalanceWithBudget(start: Placement, loads: Float64Array[], bud
       adopt[pick] = null;
     } else {
       applyMove(st, st.best, shape);
-      settle(st, shape, E);
+      settle(st, shape, E, budget - total);
     }
     total += states[pick].spent;
   }
@@ -148,13 +167,13 @@ function copiesBetween(orig: Int32Array, row: Int32Array, S: number): number {
 }
 
 /** Whole shares, balanced; the layer's copies, smooth max and next best move. */
-function settle(st: LayerState, shape: Shape, E: number): void {
+function settle(st: LayerState, shape: Shape, E: number, left = Infinity): void {
   roundShares(st, shape.numGpus, E);
   recomputeLoads(st, shape);
   balanceShares(st, shape, E);
   st.spent = copiesBetween(st.orig, st.row, shape.slotsPerGpu);
   st.norm = smoothMax(st.load);
-  st.best = bestMove(st, shape, E);
+  st.best = bestMove(st, shape, E, left);
 }
 
 /** The p-norm of the loads (p = NORM_P). */
@@ -163,7 +182,7 @@ function smoothMax(load: Float64Array): number {
   for (const v of load) if (v > max) max = v;
   if (max <= 0) return 0;
   let sum = 0;
-  for (const v of load) sum += (v / max) ** NORM_P;
+  for (const v of load) sum += pow32(v / max);
   return max * sum ** (1 / NORM_P);
 }
 
@@ -234,7 +253,7 @@ function balanceShares(st: LayerState, shape: Shape, E: number): void {
         const b0 = load[h] / curMax;
         const b1 = (load[h] + d) / curMax;
         if (b1 > 1 + 1e-12) continue;
-        const gain = a0 ** NORM_P + b0 ** NORM_P - a1 ** NORM_P - b1 ** NORM_P;
+        const gain = pow32(a0) + pow32(b0) - pow32(a1) - pow32(b1);
         if (gain > bestGain + 1e-12) {
           bestGain = gain;
           from = p;
@@ -254,6 +273,18 @@ function balanceShares(st: LayerState, shape: Shape, E: number): void {
 function applyMove(st: LayerState, c: Candidate, shape: Shape): void {
   const { row, share, cnt } = st;
   const NG = shape.numGpus;
+  if (c.kind === 3) {
+    // The singleton at c.slot moves (with its share) onto the spare c.slot2, then c.slot takes a.
+    const moved = row[c.slot];
+    const sh = share[c.slot];
+    rewrite(st, c.slot2, moved, NG);
+    cnt[moved]--; // rewrite counted it as a new replica; it is the same one, moved
+    share[c.slot2] = sh;
+    row[c.slot] = -1;
+    share[c.slot] = 0;
+    rewrite(st, c.slot, c.expert, NG);
+    return;
+  }
   if (c.kind === 2) {
     const a = row[c.slot];
     row[c.slot] = row[c.slot2];
@@ -263,23 +294,28 @@ function applyMove(st: LayerState, c: Candidate, shape: Shape): void {
     share[c.slot2] = s;
     return;
   }
-  const old = row[c.slot];
+  rewrite(st, c.slot, c.expert, NG);
+}
+
+/** Slot `slot` gets a new replica of b: its old expert's share goes to that expert's other replicas. */
+function rewrite(st: LayerState, slot: number, b: number, NG: number): void {
+  const { row, share, cnt } = st;
+  const old = row[slot];
   if (old >= 0) {
     // Its sources go to the other replicas in proportion (evenly when those serve none).
-    const freed = share[c.slot];
+    const freed = share[slot];
     let rest = 0;
-    for (let p = 0; p < row.length; p++) if (row[p] === old && p !== c.slot) rest += share[p];
+    for (let p = 0; p < row.length; p++) if (row[p] === old && p !== slot) rest += share[p];
     for (let p = 0; p < row.length; p++) {
-      if (row[p] !== old || p === c.slot) continue;
+      if (row[p] !== old || p === slot) continue;
       share[p] += rest > 0 ? (freed * share[p]) / rest : freed / (cnt[old] - 1);
     }
     cnt[old]--;
   }
-  const b = c.expert;
   const r = cnt[b];
   for (let p = 0; p < row.length; p++) if (row[p] === b) share[p] *= r / (r + 1);
-  row[c.slot] = b;
-  share[c.slot] = NG / (r + 1);
+  row[slot] = b;
+  share[slot] = NG / (r + 1);
   cnt[b]++;
 }
 
@@ -295,6 +331,7 @@ interface Scratch {
   slots: Int32Array;
   cursor: Int32Array;
   frac: Float64Array;
+  spare: Int32Array;
 }
 let scratch: Scratch | undefined;
 
@@ -310,6 +347,7 @@ function scratchFor(NG: number, E: number, P: number): Scratch {
       slots: new Int32Array(P),
       cursor: new Int32Array(E),
       frac: new Float64Array(P),
+      spare: new Int32Array(CHAIN_SPARES),
     };
   }
   return scratch;
@@ -324,8 +362,12 @@ function fillIndex(sc: Scratch, row: Int32Array, E: number): void {
   for (let p = 0; p < row.length; p++) if (row[p] >= 0) slots[cursor[row[p]]++] = p;
 }
 
-/** The best move of a layer's current state, or NONE when no move lowers its smooth max. */
-function bestMove(st: LayerState, shape: Shape, E: number): Candidate {
+/**
+ * The best move of a layer's current state costing at most `left` copies more than it does now
+ * (rewriting a slot that already took a copy costs none), or NONE when no such move lowers its
+ * smooth max. Moves are ranked by smooth-max reduction per copy, free ones first.
+ */
+function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candidate {
   const { slotsPerGpu: S, numGpus: NG } = shape;
   const P = st.row.length;
   const { load, row, cnt, w, share } = st;
@@ -338,7 +380,7 @@ function bestMove(st: LayerState, shape: Shape, E: number): Candidate {
   if (curMax <= 0) return NONE;
   // Smooth max: the p-norm of the loads (in load units; ties at the max still show a gain).
   let base = 0;
-  for (let g = 0; g < NG; g++) base += (load[g] / curMax) ** NORM_P;
+  for (let g = 0; g < NG; g++) base += pow32(load[g] / curMax);
   const curNorm = curMax * base ** (1 / NORM_P);
   let n = 0; // touched GPUs of the candidate
   const bump = (g: number, d: number): void => {
@@ -372,19 +414,37 @@ function bestMove(st: LayerState, shape: Shape, E: number): Candidate {
     for (let i = 0; i < S; i++) if (row[g * S + i] === e) return true;
     return false;
   };
+  const spare = sc.spare;
+  const nSpare = spareSlots(st, spare, top, S, NG);
   let best: Candidate = NONE;
-  const score = (kind: 1 | 2, slot: number, expert: number, slot2: number, copies: number): void => {
+  const { orig } = st;
+  // Copies slot p costs holding e: none when its GPU held e in the running plan.
+  const cost = (p: number, e: number): number => {
+    if (e < 0 || orig[p] === e) return 0;
+    const g0 = Math.floor(p / S) * S;
+    for (let i = g0; i < g0 + S; i++) if (orig[i] === e) return 0;
+    return 1;
+  };
+  const score = (kind: 1 | 2 | 3, slot: number, expert: number, slot2: number): void => {
+    // Copies this move adds to the layer's count.
+    let copies: number;
+    if (kind === 1) copies = cost(slot, expert) - cost(slot, row[slot]);
+    else if (kind === 2) copies = cost(slot, row[slot2]) + cost(slot2, row[slot]) - cost(slot, row[slot]) - cost(slot2, row[slot2]);
+    else copies = cost(slot2, row[slot]) + cost(slot, expert) - cost(slot2, row[slot2]) - cost(slot, row[slot]);
+    if (copies > left) return;
     let sum = base;
     let newMax = 0;
     for (let i = 0; i < n; i++) {
       const g = sc.touched[i];
       const v = load[g] + sc.delta[g];
       if (v > newMax) newMax = v;
-      sum += (v / curMax) ** NORM_P - (load[g] / curMax) ** NORM_P;
+      sum += pow32(v / curMax) - pow32(load[g] / curMax);
     }
     if (newMax > curMax * (1 + 1e-12)) return; // never raise the max
-    const gain = (curNorm - curMax * Math.max(sum, 0) ** (1 / NORM_P)) / copies;
-    if (gain > 1e-9 * curMax && gain > best.gain) best = { kind, slot, expert, slot2, copies, gain };
+    const drop = curNorm - curMax * Math.max(sum, 0) ** (1 / NORM_P);
+    if (drop <= 1e-9 * curMax) return;
+    const gain = drop / Math.max(copies, FREE_COPY);
+    if (gain > best.gain) best = { kind, slot, expert, slot2, copies, gain };
   };
   for (let i = 0; i < S; i++) {
     const sTop = top * S + i;
@@ -398,7 +458,7 @@ function bestMove(st: LayerState, shape: Shape, E: number): Candidate {
         n = 0;
         removeReplica(a, sTop);
         addReplica(b, top);
-        score(1, sTop, b, -1, 1);
+        score(1, sTop, b, -1);
       }
     }
     // add a replica of a elsewhere, or swap a with an expert elsewhere
@@ -412,7 +472,7 @@ function bestMove(st: LayerState, shape: Shape, E: number): Candidate {
         n = 0;
         if (c >= 0) removeReplica(c, p);
         addReplica(a, h);
-        score(1, p, a, -1, 1);
+        score(1, p, a, -1);
       }
       if (c >= 0 && !onGpu(top, c)) {
         sc.epoch++;
@@ -420,9 +480,55 @@ function bestMove(st: LayerState, shape: Shape, E: number): Candidate {
         const d = (w[c] * share[p] - w[a] * share[sTop]) / NG;
         bump(top, d);
         bump(h, -d);
-        score(2, sTop, -1, p, 2);
+        score(2, sTop, -1, p);
+      }
+    }
+  }
+  // Chain moves: on a GPU below the mean load, a singleton c makes room for a new replica of an
+  // expert a of the top GPU by moving onto a spare slot q (2 copies).
+  let mean = 0;
+  for (let g = 0; g < NG; g++) mean += load[g] / NG;
+  for (let i = 0; i < S; i++) {
+    const a = row[top * S + i];
+    if (a < 0) continue;
+    for (let p = 0; p < P; p++) {
+      const h = Math.floor(p / S);
+      const c = row[p];
+      if (h === top || load[h] >= mean || c < 0 || cnt[c] !== 1 || onGpu(h, a)) continue;
+      for (let j = 0; j < nSpare; j++) {
+        const q = spare[j];
+        const h3 = Math.floor(q / S);
+        if (q === p || h3 === top || row[q] === a || onGpu(h3, c)) continue;
+        sc.epoch++;
+        n = 0;
+        removeReplica(row[q], q);
+        bump(h3, (w[c] * share[p]) / NG);
+        bump(h, (-w[c] * share[p]) / NG);
+        addReplica(a, h);
+        score(3, p, a, q);
       }
     }
   }
   return best;
+}
+
+/** Spare slots: the CHAIN_SPARES replicas of multi-replica experts carrying the least load. */
+function spareSlots(st: LayerState, out: Int32Array, top: number, S: number, NG: number): number {
+  let n = 0;
+  const { row, cnt, w, share } = st;
+  const cost = (p: number): number => (w[row[p]] * share[p]) / NG;
+  for (let p = 0; p < row.length; p++) {
+    const e = row[p];
+    if (e < 0 || cnt[e] < 2 || Math.floor(p / S) === top) continue;
+    // keep the CHAIN_SPARES cheapest (insertion into a short sorted list)
+    let i = Math.min(n, CHAIN_SPARES - 1);
+    if (n === CHAIN_SPARES && cost(p) >= cost(out[i])) continue;
+    if (n < CHAIN_SPARES) n++;
+    while (i > 0 && cost(out[i - 1]) > cost(p)) {
+      out[i] = out[i - 1];
+      i--;
+    }
+    out[i] = p;
+  }
+  return n;
 }
