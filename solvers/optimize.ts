@@ -115,6 +115,8 @@ export function workerPath(): string {
 
 /** Fraction of a layer's fair share of the budget that every layer not yet started keeps. */
 export const LATE_RESERVE = 0.25;
+/** A layer may take at most this many times its share of the time left (see `layerDeadline`). */
+export const SHARE_CAP = 4;
 
 /** The time limit as the solver spends it (epoch ms); see `layerDeadline`. */
 export interface LayerBudget {
@@ -128,13 +130,14 @@ export interface LayerBudget {
 
 /**
  * Deadline (epoch ms) of layer `layer` when it starts at `now`, layers starting in index order,
- * `workers` at a time. The later of
- * - `end` less a reserve for every round of layers not yet started (LATE_RESERVE of a layer's fair
- *   share total * workers / layers each), so that a layer is cut only when the run as a whole is
- *   short of time: a limit the unlimited search fits in (with the reserve to spare) cuts nothing,
- *   and the plan is the same for any worker count; and
- * - `now` plus the remaining time spread over the remaining rounds, once the reserve can no longer
- *   be kept (the limit binds: late layers share what is left).
+ * `workers` at a time (a round = `workers` layers). With share = the time left / the rounds left:
+ * - at most `end` less a reserve for every later round (LATE_RESERVE of a layer's fair share
+ *   total * workers / layers each), and at most now + SHARE_CAP * share: a layer is cut only when
+ *   the run as a whole is short of time or it alone takes several times what is left per round,
+ *   so a limit that the unlimited search fits in cuts nothing and the plan is the same for any
+ *   worker count;
+ * - at least now + share: once the reserve can no longer be kept (the limit binds), the layers
+ *   left share what is left.
  * Never after `end`.
  */
 export function layerDeadline(b: LayerBudget, layer: number, now: number): number {
@@ -142,9 +145,9 @@ export function layerDeadline(b: LayerBudget, layer: number, now: number): numbe
   const reserve = (LATE_RESERVE * b.total * w) / b.layers;
   // Rounds of `w` layers from this one's on (the next w - 1 layers run beside it).
   const roundsLeft = Math.ceil((b.layers - layer) / w);
-  const roundsAfter = roundsLeft - 1;
-  const share = now + Math.max(0, b.end - now) / roundsLeft;
-  return Math.min(b.end, Math.max(b.end - reserve * roundsAfter, share));
+  const share = Math.max(0, b.end - now) / roundsLeft;
+  const generous = Math.min(b.end - reserve * (roundsLeft - 1), now + SHARE_CAP * share);
+  return Math.min(b.end, Math.max(now + share, generous));
 }
 
 interface RunOutcome {

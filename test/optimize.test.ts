@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { plan } from '../src/api.js';
 import { maxLoadLowerBound } from '../src/bounds/max-load.js';
 import { evaluate } from '../src/cost.js';
 import { validatePlacement } from '../src/placement.js';
@@ -9,7 +10,7 @@ import { NodeState, searchNodes } from '../src/search/node-search.js';
 import { packGroup } from '../src/search/pack.js';
 import type { Trace, Workload } from '../src/types.js';
 import { makeShape } from '../src/types.js';
-import { LATE_RESERVE, layerDeadline, optimize } from '../solvers/optimize.js';
+import { LATE_RESERVE, layerDeadline, optimize, SHARE_CAP } from '../solvers/optimize.js';
 import { eplbSolver } from '../solvers/eplb.js';
 
 /** A random node-level problem with clustered token sets. */
@@ -265,20 +266,27 @@ describe('optimize', () => {
     // 0.8 ms of budget: every layer starts past its deadline and keeps its balanced layout.
     expect(cut).toEqual(Array.from({ length: L }, (_, l) => l));
     expect(r.info?.chosen).toEqual({ balance: L });
+    // plan() records it in the plan's provenance.
+    const out = await plan({ model, cluster, workload, objective: 'traffic', seed: 3, workers: 1, timeLimitSeconds: 1e-3 });
+    expect((out.plan.provenance?.options.solverInfo as { cutByTimeLimit?: number[] }).cutByTimeLimit).toEqual(cut);
   });
 
-  it('layerDeadline: a reserve per round of layers not started, then the remaining time shared; never after the end', () => {
+  it('layerDeadline: a reserve per later round, at most SHARE_CAP shares, at least one share of the time left; never after the end', () => {
     const b = { end: 10_000, total: 10_000, layers: 10, workers: 2 };
     const reserve = (LATE_RESERVE * b.total * 2) / 10;
-    // At the start, layer 0 may run until 4 rounds' reserve before the end (layers 2..9 on 2 lanes).
+    // At the start: 5 rounds of 2 layers; share 2000 ms, so SHARE_CAP shares would pass the end
+    // less 4 rounds' reserve: the reserve decides (here both give 8000 ms).
+    expect(SHARE_CAP * 2000).toBeGreaterThanOrEqual(b.end - 4 * reserve);
     expect(layerDeadline(b, 0, 0)).toBeCloseTo(b.end - 4 * reserve, 9);
     expect(layerDeadline(b, 1, 0)).toBeCloseTo(b.end - 4 * reserve, 9);
     expect(layerDeadline(b, 9, 0)).toBe(b.end);
+    // Many layers: SHARE_CAP shares decide (40 rounds of one layer, share 250 ms).
+    expect(layerDeadline({ ...b, layers: 40, workers: 1 }, 0, 0)).toBeCloseTo(SHARE_CAP * 250, 9);
     // Late: the reserve no longer fits; the time left is shared over the rounds left (5 at layer 1).
     expect(layerDeadline(b, 1, 9_000)).toBeCloseTo(9_000 + 1_000 / 5, 9);
     expect(layerDeadline(b, 3, 20_000)).toBe(b.end);
     // One worker: a round is one layer.
-    expect(layerDeadline({ ...b, workers: 1 }, 0, 0)).toBeCloseTo(b.end - 9 * (LATE_RESERVE * b.total) / 10, 9);
+    expect(layerDeadline({ ...b, workers: 1 }, 0, 0)).toBeCloseTo(Math.min(b.end - 9 * (LATE_RESERVE * b.total) / 10, SHARE_CAP * 1000), 9);
   });
 
   for (const lowLatency of [false, true]) {
