@@ -9,8 +9,8 @@
  *    their per-layer marginals, and compare co-activation (pair-lift quantiles, fraction of pairs
  *    with lift > 2 and < 0.5), cross-layer successor coverage and request affinity, layer by layer.
  *
- * Usage: `node dist/bench/generator-fidelity.js [--tokens=N] [--seed=N] [--topics=K ...]`; any
- * `--<knob>=<value>` of `GenerateOptions` overrides the generator default (for tuning). The data
+ * Usage: `node dist/bench/generator-fidelity.js [--tokens N] [--seed N] [--topics K ...]`; any
+ * `--<knob> <value>` of `GenerateOptions` overrides the generator default (for tuning). The data
  * folder is `$MOE_PLACER_DATA`, else `../shared/data`; missing parts are skipped.
  * Prints a table and writes `bench/results/generator-fidelity.json`.
  */
@@ -22,26 +22,27 @@ import { resolveModel } from '../src/presets.js';
 import type { Trace } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
 import { countsOfTrace } from '../src/workload/tokens.js';
-import { DATA, median, SPLITS, writeResult } from './common.js';
+import { DATA, flag, median, SPLITS, writeResult } from './common.js';
 
 type Knobs = Partial<Omit<GenerateOptions, 'model' | 'tokens' | 'seed' | 'counts' | 'requests'>>;
 
+/** Flags (`--tokens N --seed N --<knob> V`, bench/common.ts); an unknown `--name` is an error. */
 function parseArgs(argv: string[]): { tokens: number; seed: number; knobs: Knobs } {
-  let tokens = 65536;
-  let seed = 1;
-  const knobs: Record<string, number | boolean> = {};
+  const known = ['tokens', 'seed', ...Object.keys(GENERATOR_DEFAULTS)];
   for (const a of argv) {
-    const m = /^--([A-Za-z]+)=(.+)$/.exec(a);
-    if (!m) throw new Error(`unrecognised argument ${a}`);
-    const v = Number(m[2]);
-    if (!Number.isFinite(v)) throw new Error(`--${m[1]} needs a number`);
-    if (m[1] === 'tokens') tokens = v;
-    else if (m[1] === 'seed') seed = v;
-    else if (m[1] === 'matchMarginals') knobs[m[1]] = v !== 0;
-    else if (m[1] in GENERATOR_DEFAULTS) knobs[m[1]] = v;
-    else throw new Error(`unknown knob --${m[1]}; known: tokens, seed, ${Object.keys(GENERATOR_DEFAULTS).join(', ')}`);
+    if (a.startsWith('--') && !known.includes(a.slice(2))) throw new Error(`unknown flag ${a}; known: ${known.join(', ')}`);
   }
-  return { tokens, seed, knobs: knobs as Knobs };
+  const num = (name: string, def: number): number => {
+    const v = Number(flag(name, String(def)));
+    if (!Number.isFinite(v)) throw new Error(`--${name} needs a number`);
+    return v;
+  };
+  const knobs: Record<string, number | boolean> = {};
+  for (const [name, def] of Object.entries(GENERATOR_DEFAULTS)) {
+    if (!argv.includes(`--${name}`)) continue;
+    knobs[name] = typeof def === 'boolean' ? num(name, 1) !== 0 : num(name, def);
+  }
+  return { tokens: num('tokens', 65536), seed: num('seed', 1), knobs: knobs as Knobs };
 }
 
 function maxOf(xs: ArrayLike<number>): number {
