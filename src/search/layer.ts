@@ -200,7 +200,7 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
   let lpChanged = 0;
 
   const late = task.deadline !== undefined && Date.now() >= task.deadline;
-  let cut = late && task.objective !== 'balance' && shape.nodes > 1;
+  let timeCut = late && task.objective !== 'balance' && shape.nodes > 1;
   if (task.objective !== 'balance' && shape.nodes > 1 && !late) {
     const rng = new Rng(task.seed);
     const G = shape.gpusPerNode;
@@ -254,7 +254,7 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
           }
           moves += refineNodes(st, { passes: task.refinePasses, lambda: price, deadline: task.deadline }).moves;
           // A search that returns past the deadline may have been stopped by it.
-          cut ||= task.deadline !== undefined && Date.now() > task.deadline;
+          timeCut ||= task.deadline !== undefined && Date.now() > task.deadline;
           // 4. Dispatch: serving LP, then packing inside the nodes.
           if (task.lpDispatch) lpChanged += (await lpServe(st, price)).changed;
           const viol = st.violation();
@@ -303,7 +303,7 @@ export async function solveLayer(task: LayerTask): Promise<LayerResult> {
     proposals,
     moves,
     lpChanged,
-    cut,
+    cut: timeCut,
   };
 }
 
