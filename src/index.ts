@@ -28,6 +28,8 @@ export {
   bf16ExpertBytes,
   bf16TokenBytes,
   CLUSTER_PRESETS,
+  clusterOfShape,
+  DEFAULT_GPU,
   expertFlops,
   expertParams,
   fp8BlockExpertBytes,
@@ -94,7 +96,7 @@ export {
 export type { EplbLayer } from './eplb.js';
 
 // Placements, bounds and plan files.
-export { defaultDispatch, dispatchOf, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
+export { balancedDispatch, defaultDispatch, dispatchOf, dispatchOfShares, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
 export type { ReplicaIndex } from './placement.js';
 export { maxLoadLowerBound, maxLoadLowerBoundDetail } from './bounds/max-load.js';
 export type { MaxLoadBound } from './bounds/max-load.js';
@@ -123,6 +125,19 @@ export {
   writePlanFile,
 } from './plan.js';
 export type { BuildPlanArgs, PlanBounds, PlanMetrics, PlanProvenance, ReadPlanOverrides, ReadPlanResult } from './plan.js';
+
+// Re-placing from a running plan (moves, copy schedule, budget) and replaying workload drift.
+export { maxAssignment } from './migrate/assignment.js';
+export { alignGpus, applyAlignment } from './migrate/align.js';
+export type { AlignedLayer } from './migrate/align.js';
+export { rebalanceWithBudget } from './migrate/budget.js';
+export type { BudgetResult } from './migrate/budget.js';
+export { migrationBetween, movesBetween } from './migrate/moves.js';
+export type { Link, LinkSpeeds, Migration, Move } from './migrate/moves.js';
+export { alignPlacement, migrationJson, missingExperts, rebalance } from './migrate/rebalance.js';
+export type { RebalanceArgs, RebalanceResult } from './migrate/rebalance.js';
+export { REPLAY_FORMAT, REPLAY_POLICIES, replay } from './replay.js';
+export type { ReplayArgs, ReplayPolicy, ReplayPolicyResult, ReplayResult, ReplayWindow, ReplayWindowResult } from './replay.js';
 
 // Engine and simulator formats.
 export { EXPORT_FORMATS, exportPlan, isExportFormat, sglangLogicalCount } from './formats/export.js';

@@ -309,6 +309,10 @@ describe('CLI', () => {
     expect(j.format).toBe('moe-placer.replay/1');
     expect(j.windows.length).toBe(4);
     expect(j.policies.map((x: { name: string }) => x.name)).toEqual(['static', 'eplb-keep', 'budget']);
+    // The report plots it.
+    const rep = await runCli(['report', '--plan', p('new.json'), '--workload', p('b.mpt'), '--replay', p('replay.json'), '--out', p('r.html')]);
+    expect(rep.code).toBe(0);
+    expect(readFileSync(p('r.html'), 'utf8')).toContain('eplb-keep');
     const bad = await runCli(['replay', '--model', p('model.json'), '--cluster', p('cluster.json'), '--windows', p('a.mpt'), '--policies', 'eplb,magic']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--policies: unknown "magic"');

@@ -12,7 +12,9 @@ import { InputError } from '../errors.js';
 import { readJsonFile } from '../presets.js';
 import { parseWith } from '../validate.js';
 
-export const REPLAY_FORMAT = 'moe-placer.replay/1';
+import { REPLAY_FORMAT } from '../replay.js';
+
+export { REPLAY_FORMAT };
 
 const nonNeg = z.number().finite().nonnegative();
 
@@ -53,7 +55,7 @@ export const ReplaySchema = z
   });
 
 export type Replay = z.output<typeof ReplaySchema>;
-export type ReplayWindow = z.output<typeof ReplayWindowSchema>;
+export type ReplayWindowInput = z.output<typeof ReplayWindowSchema>;
 
 /** Validate a parsed replay document (InputError naming the field, e.g. `replay.policies[0].perWindow[2].balancedness`). */
 export function parseReplay(value: unknown, file?: string): Replay {
