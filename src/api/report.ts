@@ -2,7 +2,7 @@
  * Reports: an evaluation as plain JSON-ready numbers (what `--json` prints).
  */
 import { type Evaluation } from '../cost.js';
-import { relativeGap } from '../plan.js';
+import { planMetrics, relativeGap } from '../plan.js';
 import type { Mode, Model } from '../schemas.js';
 
 
@@ -44,38 +44,27 @@ export interface MetricsReport {
   perLayer: LayerReport[];
 }
 
-/** An evaluation as plain numbers (no typed arrays), with the max-load bounds. */
+/**
+ * An evaluation as plain numbers (no typed arrays), with the max-load bounds: the plan file's
+ * metrics block (`planMetrics`) with more per-layer fields and the bounds.
+ */
 export function metricsReport(ev: Evaluation, layerBounds: ArrayLike<number>, model: Model): MetricsReport {
   let bound = 0;
   for (let l = 0; l < layerBounds.length; l++) bound = Math.max(bound, layerBounds[l]);
+  const { perLayer, ...totals } = planMetrics(ev);
   return {
-    estimated: ev.estimated,
-    mode: ev.mode,
-    interNodeBytes: ev.interNodeBytes,
-    intraNodeBytes: ev.intraNodeBytes,
-    maxLoad: ev.maxLoad,
-    meanLoad: ev.meanLoad,
-    maxOverMean: ev.maxOverMean,
-    balancedness: ev.balancedness,
-    remoteNodesPerToken: ev.remoteNodesPerToken,
-    timeSeconds: ev.timeSeconds,
+    ...totals,
     maxLoadLowerBound: bound,
     maxLoadGap: relativeGap(ev.maxLoad, bound),
-    perLayer: ev.perLayer.map((m) => ({
-      layer: m.layer,
+    perLayer: ev.perLayer.map((m, i) => ({
+      ...perLayer[i],
       engineLayer: model.moeLayerIds[m.layer],
       tokens: m.tokens,
-      interNodeBytes: m.interNodeBytes,
-      intraNodeBytes: m.intraNodeBytes,
-      maxLoad: m.maxLoad,
-      meanLoad: m.meanLoad,
       maxOverMean: m.maxOverMean,
-      balancedness: m.balancedness,
       remoteNodesPerToken: m.remoteNodesPerToken,
       dispatchSeconds: m.dispatchSeconds,
       computeSeconds: m.computeSeconds,
       combineSeconds: m.combineSeconds,
-      timeSeconds: m.timeSeconds,
       maxLoadLowerBound: layerBounds[m.layer] ?? 0,
     })),
   };
