@@ -203,6 +203,18 @@ export function writePlanFile(path: string, plan: PlanFile): void {
   writeFileAtomic(path, stringifyPlan(plan));
 }
 
+/** The cluster a plan file echoes (expert memory = its slots when the echo has none). */
+export function clusterOfPlan(p: PlanFile): Cluster {
+  return {
+    name: p.cluster.name ?? `${p.cluster.nodes}x${p.cluster.gpusPerNode}`,
+    nodes: p.cluster.nodes,
+    gpusPerNode: p.cluster.gpusPerNode,
+    slotsPerGpu: p.cluster.slotsPerGpu,
+    gpu: p.cluster.gpu,
+    expertMemoryBytes: p.cluster.expertMemoryBytes ?? p.cluster.slotsPerGpu * p.model.moeLayerIds.length * p.model.expertBytes,
+  };
+}
+
 export interface ReadPlanOverrides {
   /** Use this model instead of the plan's echo (it must have the same layers and experts). */
   model?: Model;
@@ -253,14 +265,7 @@ export function readPlanFile(path: string, overrides: ReadPlanOverrides = {}): R
       problems.push(`plan.model.moeLayerIds: ${plan.model.moeLayerIds.length} MoE layers, but the given model ${model.name} has ${model.moeLayerIds.length}`);
     }
   }
-  const cluster: Cluster = overrides.cluster ?? {
-    name: plan.cluster.name ?? `${plan.cluster.nodes}x${plan.cluster.gpusPerNode}`,
-    nodes: plan.cluster.nodes,
-    gpusPerNode: plan.cluster.gpusPerNode,
-    slotsPerGpu: plan.cluster.slotsPerGpu,
-    gpu: plan.cluster.gpu,
-    expertMemoryBytes: plan.cluster.expertMemoryBytes ?? plan.cluster.slotsPerGpu * plan.model.moeLayerIds.length * plan.model.expertBytes,
-  };
+  const cluster: Cluster = overrides.cluster ?? clusterOfPlan(plan);
   if (overrides.cluster) {
     const c = overrides.cluster;
     if (c.nodes !== plan.cluster.nodes || c.gpusPerNode !== plan.cluster.gpusPerNode || c.slotsPerGpu !== plan.cluster.slotsPerGpu) {

@@ -6,7 +6,7 @@ import { type Evaluation } from '../cost.js';
 import { InputError } from '../errors.js';
 import { EXPORT_FORMATS, exportPlan, isExportFormat, type ExportFormat } from '../formats/export.js';
 import { detectImportFormat, importPlacement, type ImportFormat } from '../formats/import.js';
-import { buildPlanFile, parseJsonText, readPlanFile, shapeOfCluster } from '../plan.js';
+import { buildPlanFile, clusterOfPlan, parseJsonText, readPlanFile, shapeOfCluster } from '../plan.js';
 import type { Cluster, Mode, Model, PlanFile } from '../schemas.js';
 import type { Placement, Workload } from '../types.js';
 import { evaluatePlan } from './plan.js';
@@ -91,17 +91,7 @@ export function exportPlanFile(args: ExportArgs): string {
   return exportPlan(planFile, format, evaluation);
 }
 
-/** The resolved Cluster echoed in a plan file. */
-export function clusterOfPlan(p: PlanFile): Cluster {
-  return {
-    name: p.cluster.name ?? `${p.cluster.nodes}x${p.cluster.gpusPerNode}`,
-    nodes: p.cluster.nodes,
-    gpusPerNode: p.cluster.gpusPerNode,
-    slotsPerGpu: p.cluster.slotsPerGpu,
-    gpu: p.cluster.gpu,
-    expertMemoryBytes: p.cluster.expertMemoryBytes ?? p.cluster.slotsPerGpu * p.model.moeLayerIds.length * p.model.expertBytes,
-  };
-}
+export { clusterOfPlan };
 
 function placementOfPlan(p: PlanFile, model: Model, cluster: Cluster): Placement {
   const shape = shapeOfCluster(cluster);
