@@ -91,6 +91,10 @@ export function maxLoadLowerBoundDetail(loads: Float64Array, numGpus: number, sl
 export const PAIRING_THETAS: readonly number[] = Array.from({ length: 19 }, (_, i) => 0.525 + 0.025 * i);
 /** Weights a of a small piece that `pairingBound` tries (each in [0, 1/2]). */
 export const PAIRING_SMALL: readonly number[] = [0.1, 0.15, 0.2, 0.25, 0.3, 1 / 3, 0.4, 0.45];
+/** Halvings of the pattern search of `pairingBound` around the best grid weighting. */
+const PAIRING_REFINE_STEPS = 5;
+/** Best grid weightings the pattern search of `pairingBound` starts from. */
+const PAIRING_STARTS = 3;
 /** Loads (in units of T) above which `splitWeight` uses its linear lower bound. */
 const SPLIT_ENUMERATION_LIMIT = 16;
 
@@ -150,7 +154,8 @@ export function splitWeight(x: number, theta: number, a: number): number {
  * a T with sum_e v(w[e] / T) > NG is below the optimum. v is non-decreasing in its argument
  * (shrinking pieces never raises their weights), so the sum is non-increasing in T and the largest
  * T that fails is found by bisection; the T returned has been checked to fail (with a margin for
- * rounding), over the weightings PAIRING_THETAS x PAIRING_SMALL.
+ * rounding), by one of the weightings tried: PAIRING_THETAS x PAIRING_SMALL, then a pattern search
+ * from the best of them.
  * (Two experts of load in (T/2, T] cannot share a GPU unsplit; a = 1/3, theta -> 1/2 gives the
  * "three such experts need two GPUs" count; large theta charges an expert near T for the light
  * piece its GPU must pair it with.)
@@ -161,12 +166,49 @@ export function pairingBound(loads: Float64Array, numGpus: number, from = 0): nu
   let total = 0;
   for (let e = 0; e < E; e++) total += loads[e];
   if (!(total > 0)) return 0;
+  const limit = numGpus * (1 + 1e-12) + 1e-9;
+  const weightAt = (T: number, theta: number, a: number): number => {
+    let sum = 0;
+    for (let e = 0; e < E; e++) sum += splitWeight(loads[e] / T, theta, a);
+    return sum;
+  };
+  // Best grid weightings of the last call, the starts of its pattern search.
+  const starts = new Float64Array(3 * PAIRING_STARTS);
   const fails = (T: number): boolean => {
-    for (const theta of PAIRING_THETAS) {
-      for (const a of PAIRING_SMALL) {
-        let sum = 0;
-        for (let e = 0; e < E; e++) sum += splitWeight(loads[e] / T, theta, a);
-        if (sum > numGpus * (1 + 1e-12) + 1e-9) return true;
+    // The grid, then a pattern search from each of its best points (any weighting proves what it
+    // proves, so a local optimum only weakens the bound).
+    starts.fill(-Infinity);
+    for (const th of PAIRING_THETAS) {
+      for (const sa of PAIRING_SMALL) {
+        const w = weightAt(T, th, sa);
+        if (w > limit) return true;
+        // Insert (w, th, sa) into the starts, kept by weight descending.
+        let i = PAIRING_STARTS;
+        while (i > 0 && starts[3 * (i - 1)] < w) {
+          if (i < PAIRING_STARTS) starts.copyWithin(3 * i, 3 * (i - 1), 3 * i);
+          i--;
+        }
+        if (i < PAIRING_STARTS) starts.set([w, th, sa], 3 * i);
+      }
+    }
+    for (let s = 0; s < PAIRING_STARTS; s++) {
+      let [best, theta, a] = [starts[3 * s], starts[3 * s + 1], starts[3 * s + 2]];
+      for (let dt = 0.0125, da = 0.025, halvings = 0; halvings < PAIRING_REFINE_STEPS; ) {
+        let moved = false;
+        for (const [t2, a2] of [[theta + dt, a], [theta - dt, a], [theta, a + da], [theta, a - da]]) {
+          if (!(t2 > 0.5 && t2 < 1 && a2 >= 0 && a2 <= 0.5)) continue;
+          const w = weightAt(T, t2, a2);
+          if (w > limit) return true;
+          if (w > best) {
+            [best, theta, a] = [w, t2, a2];
+            moved = true;
+          }
+        }
+        if (!moved) {
+          dt /= 2;
+          da /= 2;
+          halvings++;
+        }
       }
     }
     return false;
