@@ -11,7 +11,7 @@
  *
  * The modules by concern are in src/api/ (provenance, feasibility, bounds, plan, files, report);
  * this file re-exports them. Everything here is thin: the work is done by the solvers (solvers/), the evaluator (cost.ts),
- * the bounds (bounds.ts) and the plan file functions (plan.ts).
+ * the bounds (bounds/) and the plan file functions (plan.ts).
  */
 export * from './api/provenance.js';
 export * from './api/feasibility.js';

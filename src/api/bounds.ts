@@ -11,7 +11,7 @@ import { workloadShape } from './feasibility.js';
 
 /**
  * [L] lower bound on the largest GPU load of layer l for any placement on `shape`
- * (`maxLoadLowerBound` of bounds.ts on the layer's expert loads).
+ * (`maxLoadLowerBound` of bounds/max-load.ts on the layer's expert loads).
  */
 export function layerMaxLoadBounds(workload: Workload, shape: Shape): Float64Array {
   const L = workloadShape(workload).layers;
@@ -26,7 +26,7 @@ const TRAFFIC_BOUND_TWO_PASS_PAIRS = 5e7;
 /**
  * [L] lower bound on the inter-node bytes (dispatch + combine, in `mode`) of MoE layer l for ANY
  * placement on `shape` - any replica counts, any dispatch table (one replica each when P == E) -
- * from `coverageTrafficBound` of bounds.ts on every token of the layer; NaN where the exact tokens
+ * from `coverageTrafficBound` of bounds/coverage.ts on every token of the layer; NaN where the exact tokens
  * are not known, and no bound is claimed: every layer of a counts-only workload (its traffic is
  * estimated on sampled tokens) and, with `index` (a streamed trace), the layers it kept only as a
  * sample. Traffic is never negative, so the sum of the finite entries bounds the total from below.

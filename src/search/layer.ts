@@ -18,7 +18,7 @@
  *    those within (1 + eps) M on the fitted tokens and within 1% of the least validation traffic,
  *    the one with the least validation max load; `time` the least validation time; `balance` the
  *    least max load.
- * Lower bounds (6. bound) are computed for the plan as a whole (bounds.ts).
+ * Lower bounds (6. bound) are computed for the plan as a whole (src/bounds/, filled in by src/api/bounds.ts).
  */
 import { accumulateLayer, finishLayer, LayerAccumulator, type LayerMetrics } from '../cost.js';
 import { eplbPlacement } from '../eplb.js';
