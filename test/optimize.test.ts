@@ -1,3 +1,4 @@
+import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
 import { plan } from '../src/api.js';
 import { maxLoadLowerBound } from '../src/bounds/max-load.js';
@@ -7,10 +8,11 @@ import { resolveCluster, resolveModel } from '../src/presets.js';
 import { Rng } from '../src/rng.js';
 import { refineNodes } from '../src/search/improve.js';
 import { NodeState, searchNodes } from '../src/search/node-search.js';
+import type { LayerResult } from '../src/search/layer.js';
 import { packGroup } from '../src/search/pack.js';
-import type { Trace, Workload } from '../src/types.js';
+import type { Placement, Trace, Workload } from '../src/types.js';
 import { makeShape } from '../src/types.js';
-import { LATE_RESERVE, layerDeadline, optimize, SHARE_CAP } from '../solvers/optimize.js';
+import { buildLayerTasks, LATE_RESERVE, layerDeadline, optimize, SHARE_CAP, threadsFor, workerPath } from '../solvers/optimize.js';
 import { eplbSolver } from '../solvers/eplb.js';
 
 /** A random node-level problem with clustered token sets. */
@@ -246,6 +248,27 @@ describe('optimize', () => {
     const flat = (p: typeof a) => p.placement.phy2log.flatMap((r) => Array.from(r)).concat(p.placement.dispatch!.flatMap((r) => Array.from(r)));
     expect(flat(b)).toEqual(flat(a));
     expect(flat(c)).not.toEqual(flat(a));
+  });
+
+  it('runs layers that only pack (objective balance, one node) in this thread, with the plan a worker pool gives', async () => {
+    const tasksOf = (objective: 'balance' | 'traffic', input = base) => buildLayerTasks({ ...input, objective });
+    expect(threadsFor(tasksOf('balance'), 8)).toBe(1);
+    expect(threadsFor(tasksOf('traffic'), 8)).toBe(8);
+    expect(threadsFor(tasksOf('traffic'), 100)).toBe(L);
+    const oneNode = { ...base, cluster: resolveCluster('h800-4x8', model, { nodes: 1, gpusPerNode: 8, slotsPerGpu: 10 }), shape: makeShape(1, 8, 10) };
+    expect(threadsFor(tasksOf('traffic', oneNode), 8)).toBe(1);
+    const flat = (p: Placement) => p.phy2log.flatMap((r) => Array.from(r)).concat(p.dispatch!.flatMap((r) => Array.from(r)));
+    const one = await optimize({ ...base, objective: 'balance', workers: 1 });
+    const four = await optimize({ ...base, objective: 'balance', workers: 4 });
+    expect(flat(four.placement)).toEqual(flat(one.placement));
+    // The same layers solved by the worker entry in a pool of 2 threads.
+    const pool = new Piscina({ filename: workerPath(), minThreads: 2, maxThreads: 2 });
+    try {
+      const results = (await Promise.all(tasksOf('balance').map((t) => pool.run(t)))) as LayerResult[];
+      expect(flat({ ...one.placement, phy2log: results.map((r) => r.phy2log), dispatch: results.map((r) => r.dispatch) })).toEqual(flat(one.placement));
+    } finally {
+      await pool.destroy();
+    }
   });
 
   it('with a time limit that does not bind: no layer cut, the same plan as without a limit, for 1 and 2 workers', async () => {
