@@ -310,6 +310,24 @@ describe('pairingBound (two slots per GPU, splittable loads)', () => {
     expect(tighter).toBeGreaterThan(0);
   });
 
+  it('at least the largest T* of the grid weightings: none of them fails just above the bound', () => {
+    const rng = new Rng(23);
+    for (let t = 0; t < 12; t++) {
+      const NG = 8 + rng.int(40);
+      const E = NG + 1 + rng.int(NG);
+      const w = Float64Array.from({ length: E }, () => Math.round(Math.exp(rng.normal() * (0.5 + rng.next())) * 100));
+      const T = pairingBound(w, NG) * (1 + 1e-8);
+      if (T === 0) continue;
+      for (const theta of PAIRING_THETAS) {
+        for (const a of PAIRING_SMALL) {
+          let sum = 0;
+          for (let e = 0; e < E; e++) sum += splitWeight(w[e] / T, theta, a);
+          expect(sum, `theta ${theta}, a ${a}, loads ${Array.from(w)} on ${NG} GPUs`).toBeLessThanOrEqual(NG * (1 + 1e-12) + 1e-9);
+        }
+      }
+    }
+  });
+
   it('hand case: three experts of load 5 and two of load 1 on three GPUs x 2 slots', async () => {
     // Old bound: the average 17 / 3. Splittable optimum 6 ({5,1} {5,1} {5}, or {5,5,1} over two
     // GPUs and {5,1}); two 5s cannot share a GPU unsplit, and splitting a 5 takes the one spare slot.
