@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InputError } from '../src/errors.js';
-import { buildPlanFile, formatJson, jsonErrorOffset, placementFromJson, readPlanFile, stringifyPlan, writeFileAtomic, writePlanFile } from '../src/plan.js';
+import { buildPlanFile, formatJson, jsonErrorOffset, parsePlan, placementFromJson, readPlanFile, stringifyPlan, writeFileAtomic, writePlanFile } from '../src/plan.js';
 import { dispatchOf, log2phyOf } from '../src/placement.js';
 import { PlanSchema } from '../src/schemas.js';
 import { makeShape } from '../src/types.js';
@@ -82,6 +82,44 @@ describe('formatJson', () => {
   });
   it('refuses non-finite numbers', () => {
     expect(() => formatJson({ a: Infinity }, '')).toThrow(/non-finite/);
+    expect(() => formatJson([1, NaN, 2], '')).toThrow(/non-finite/);
+  });
+  it('writes every number of a one-line array as JSON.stringify does', () => {
+    const nums = [0, -0, 1, -7, 0.1, 1 / 3, 1e21, 1.5e-7, -2.5e300, 2 ** 53, 123456789.125];
+    expect(formatJson(nums, '')).toBe(`[${nums.map((v) => JSON.stringify(v)).join(',')}]`);
+    expect(formatJson([1, 'a', true, null], '')).toBe('[1,"a",true,null]');
+  });
+});
+
+describe('parsePlan', () => {
+  it('accepts what PlanSchema accepts, in its key order, with tables copied', () => {
+    const { plan } = fullPlan();
+    const shuffled = Object.fromEntries(Object.entries(plan).reverse());
+    const p = parsePlan(shuffled);
+    expect(p).toEqual(PlanSchema.parse(plan));
+    expect(Object.keys(p)).toEqual(Object.keys(PlanSchema.parse(shuffled)));
+    expect(p.dispatch).not.toBe(plan.dispatch);
+    expect(p.dispatch![0][0]).not.toBe(plan.dispatch![0][0]);
+  });
+  it("names a bad table entry with PlanSchema's message", () => {
+    const { plan } = fullPlan();
+    const bad = (patch: (p: typeof plan) => void): string[] => {
+      const p = structuredClone(plan);
+      patch(p);
+      const direct = PlanSchema.safeParse(p);
+      expect(direct.success).toBe(false);
+      try {
+        parsePlan(p, { file: 'x.json' });
+      } catch (err) {
+        expect(err).toBeInstanceOf(InputError);
+        return (err as InputError).problems;
+      }
+      throw new Error('parsePlan accepted a bad plan');
+    };
+    expect(bad((p) => (p.dispatch![1][2][0] = 1.5))).toEqual(['x.json: plan.dispatch[1][2][0]: Invalid input: expected int, received number']);
+    expect(bad((p) => ((p.phy2log[0] as unknown[])[3] = '4'))).toEqual(['x.json: plan.phy2log[0][3]: Invalid input: expected number, received string']);
+    expect(bad((p) => ((p as { logcnt: unknown }).logcnt = [1, 2])).length).toBe(2);
+    expect(bad((p) => ((p as { format: string }).format = 'other')).join()).toMatch(/plan\.format/);
   });
 });
 
