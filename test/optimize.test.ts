@@ -186,6 +186,77 @@ describe('packGroup', () => {
   });
 });
 
+describe('packGroup refinement', () => {
+  it('stops at a local optimum: no chunk move, replica swap or replica move off the top GPU lowers the largest height', () => {
+    const rng = new Rng(31);
+    for (let t = 0; t < 40; t++) {
+      const g = 2 + rng.int(6);
+      const S = 1 + rng.int(4);
+      const m = Math.max(1, g * S - rng.int(g + 1));
+      const E = m + rng.int(3);
+      const ex = Int32Array.from(rng.shuffle(Array.from({ length: E }, (_, e) => e)).slice(0, m));
+      const sources = 1 + rng.int(6);
+      const D = 1 + rng.int(3);
+      const start = new Int32Array(m + 1);
+      const src: number[] = [];
+      for (let x = 0; x < m; x++) {
+        for (let s = 0; s < sources; s++) src.push(s);
+        start[x + 1] = src.length;
+      }
+      const load = new Float64Array(src.length * D);
+      for (let i = 0; i < load.length; i++) load[i] = rng.next() < 0.2 ? 0 : Math.exp(rng.normal()) * 10;
+      const scale = Float64Array.from({ length: D }, () => 0.5 + rng.next());
+      const gpus = Int32Array.from({ length: g }, (_, i) => i);
+      const phy2log = new Int32Array(g * S);
+      const dispatch = new Int32Array(sources * E);
+      packGroup(ex, { start, src: Int32Array.from(src), load }, gpus, S, E, scale, phy2log, dispatch);
+      // Loads per slot (= replica) and per GPU, from the result.
+      const slotLoad = new Float64Array(g * S * D);
+      for (let x = 0; x < m; x++) for (let c = start[x]; c < start[x + 1]; c++) for (let d = 0; d < D; d++) slotLoad[dispatch[src[c] * E + ex[x]] * D + d] += load[c * D + d];
+      const gpuLoad = (h: number, d: number): number => {
+        let sum = 0;
+        for (let j = 0; j < S; j++) sum += slotLoad[(h * S + j) * D + d];
+        return sum;
+      };
+      const height = (h: number, delta: (d: number) => number): number => {
+        let y = 0;
+        for (let d = 0; d < D; d++) y = Math.max(y, (gpuLoad(h, d) + delta(d)) * scale[d]);
+        return y;
+      };
+      const heights = Array.from(gpus, (h) => height(h, () => 0));
+      const top = Math.max(...heights);
+      const hmax = heights.indexOf(top);
+      const holds = (h: number, e: number): boolean => Array.from(phy2log.subarray(h * S, h * S + S)).includes(e);
+      let best = 0;
+      for (let j = 0; j < S; j++) {
+        const a = hmax * S + j;
+        const xa = phy2log[a];
+        if (xa < 0) continue;
+        const ra = (d: number): number => slotLoad[a * D + d];
+        // Chunks of xa served by slot a, to another replica of xa.
+        const x = Array.from(ex).indexOf(xa);
+        for (let c = start[x]; c < start[x + 1]; c++) {
+          if (dispatch[src[c] * E + xa] !== a || load[c * D] <= 0) continue;
+          for (let b = 0; b < g * S; b++) {
+            const h = Math.floor(b / S);
+            if (h === hmax || phy2log[b] !== xa) continue;
+            best = Math.max(best, top - Math.max(height(hmax, (d) => -load[c * D + d]), height(h, (d) => load[c * D + d])));
+          }
+        }
+        for (let b = 0; b < g * S; b++) {
+          const h = Math.floor(b / S);
+          if (h === hmax || holds(h, xa)) continue;
+          const xb = phy2log[b];
+          if (xb >= 0 && holds(hmax, xb)) continue;
+          const rb = (d: number): number => (xb < 0 ? 0 : slotLoad[b * D + d]);
+          best = Math.max(best, top - Math.max(height(hmax, (d) => rb(d) - ra(d)), height(h, (d) => ra(d) - rb(d))));
+        }
+      }
+      expect(best, `case ${t}: g ${g}, S ${S}, m ${m}, D ${D}`).toBeLessThanOrEqual(1e-9 * top);
+    }
+  });
+});
+
 /** A small clustered trace: requests draw a topic; topics prefer a block of experts. */
 function clusteredTrace(L: number, E: number, k: number, tokens: number, seed: number): Trace {
   const rng = new Rng(seed);

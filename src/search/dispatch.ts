@@ -88,25 +88,31 @@ export class LoadVectors {
   }
 }
 
-/** Chunks of the given (source, expert) pairs with their load vectors. */
+/**
+ * Chunks of the given (source, expert) pairs with their load vectors. `sources(e)` may return the
+ * same array each call (it is copied before the next).
+ */
 export function chunksOf(ex: Int32Array, sources: (e: number) => ArrayLike<number>, lv: LoadVectors): Chunks {
-  const start = new Int32Array(ex.length + 1);
-  const lists: number[][] = [];
-  for (let x = 0; x < ex.length; x++) {
-    const l = Array.from(sources(ex[x]));
-    lists.push(l);
-    start[x + 1] = start[x] + l.length;
-  }
-  const src = new Int32Array(start[ex.length]);
-  const load = new Float64Array(start[ex.length] * lv.D);
-  for (let x = 0; x < ex.length; x++) {
-    const l = lists[x];
-    for (let i = 0; i < l.length; i++) {
-      const c = start[x] + i;
-      src[c] = l[i];
-      lv.write(l[i], ex[x], load, c * lv.D);
+  const m = ex.length;
+  const start = new Int32Array(m + 1);
+  let src = new Int32Array(Math.max(16, 4 * m));
+  for (let x = 0; x < m; x++) {
+    const l = sources(ex[x]);
+    const n = l.length;
+    const at = start[x];
+    if (at + n > src.length) {
+      const grown = new Int32Array(Math.max(2 * src.length, at + n));
+      grown.set(src.subarray(0, at));
+      src = grown;
     }
+    for (let i = 0; i < n; i++) src[at + i] = l[i];
+    start[x + 1] = at + n;
   }
+  const C = start[m];
+  if (src.length !== C) src = src.slice(0, C);
+  const D = lv.D;
+  const load = new Float64Array(C * D);
+  for (let x = 0; x < m; x++) for (let c = start[x]; c < start[x + 1]; c++) lv.write(src[c], ex[x], load, c * D);
   return { start, src, load };
 }
 

@@ -55,14 +55,16 @@ export function packGroup(
   const D = scale.length;
   const slots = g * S;
   if (m > slots) throw new Error(`packGroup: ${m} experts do not fit in ${slots} slots`);
-  const C = chunks.src.length;
+  const cstart = chunks.start;
+  const csrc = chunks.src;
+  const C = csrc.length;
   const cl = chunks.load;
 
   // 1. Replica counts: greedy on load / count, at most one per GPU and per positive chunk.
   const total = new Float64Array(m);
   const positive = new Int32Array(m);
   for (let x = 0; x < m; x++) {
-    for (let c = chunks.start[x]; c < chunks.start[x + 1]; c++) {
+    for (let c = cstart[x]; c < cstart[x + 1]; c++) {
       total[x] += cl[c * D];
       if (cl[c * D] > 0) positive[x]++;
     }
@@ -135,15 +137,15 @@ export function packGroup(
   gpuLoad.fill(0);
   const chunkRep = new Int32Array(C);
   const chunkExp = new Int32Array(C);
-  for (let x = 0; x < m; x++) for (let c = chunks.start[x]; c < chunks.start[x + 1]; c++) chunkExp[c] = x;
+  for (let x = 0; x < m; x++) for (let c = cstart[x]; c < cstart[x + 1]; c++) chunkExp[c] = x;
   // Experts by mean chunk load descending, their chunks in order (all callers give the chunks of
   // one expert equal expected loads, so this is the chunk order by load, at O(m log m)).
   const xorder = Array.from({ length: m }, (_, x) => x);
-  const meanChunk = (x: number): number => total[x] / Math.max(1, chunks.start[x + 1] - chunks.start[x]);
+  const meanChunk = (x: number): number => total[x] / Math.max(1, cstart[x + 1] - cstart[x]);
   xorder.sort((a, b) => meanChunk(b) - meanChunk(a) || a - b);
   const corder = new Int32Array(C);
   let ci = 0;
-  for (const x of xorder) for (let c = chunks.start[x]; c < chunks.start[x + 1]; c++) corder[ci++] = c;
+  for (const x of xorder) for (let c = cstart[x]; c < cstart[x + 1]; c++) corder[ci++] = c;
   for (const c of corder) {
     const x = chunkExp[c];
     let best = -1;
@@ -176,6 +178,13 @@ export function packGroup(
   };
 
   // 4. Refine the largest height: chunk moves between replicas, replica swaps and replica moves.
+  // Every move shifts load between the top GPU and one other GPU h only, so in each dimension the
+  // two heights after it sum to (load[top][d] + load[h][d]) * scale[d]: the larger is at least
+  // half of that, and the move gains at most gainCap[h] = top - max_d (that sum) / 2. A GPU whose
+  // cap (plus a margin for rounding) is not above the best gain so far offers no better move and
+  // is skipped: the move chosen is the one the full scan would choose.
+  const gainCap = new Float64Array(g);
+  const scale0 = scale[0];
   let moves = 0;
   for (; moves < maxIters; moves++) {
     let hmax = 0;
@@ -185,6 +194,32 @@ export function packGroup(
       if (y > top) {
         top = y;
         hmax = h;
+      }
+    }
+    const slack = 1e-9 * (top || 1);
+    for (let h = 0; h < g; h++) {
+      let pair = 0;
+      for (let d = 0; d < D; d++) {
+        const y = (gpuLoad[hmax * D + d] + gpuLoad[h * D + d]) * scale[d];
+        if (y > pair) pair = y;
+      }
+      gainCap[h] = top - 0.5 * pair + slack;
+    }
+    // A gain the scan will meet: the best swap or move of a replica on the top GPU with the GPU of
+    // the largest cap. A GPU whose cap is below it offers no move the scan could choose either.
+    let reach = 0;
+    let hlow = -1;
+    for (let h = 0; h < g; h++) if (h !== hmax && (hlow < 0 || gainCap[h] > gainCap[hlow])) hlow = h;
+    for (let j = 0; j < S && hlow >= 0; j++) {
+      const ra = gpuRep[hmax * S + j];
+      if (ra < 0 || holds[repExp[ra] * g + hlow]) continue;
+      for (let i = 0; i < S; i++) {
+        const rb = gpuRep[hlow * S + i];
+        let gain: number;
+        if (rb < 0) gain = top - Math.max(heightWith(hmax, repLoad, ra * D, -1, cl, 0, 0), heightWith(hlow, repLoad, ra * D, 1, cl, 0, 0));
+        else if (holds[repExp[rb] * g + hmax]) continue;
+        else gain = top - Math.max(heightWith(hmax, repLoad, ra * D, -1, repLoad, rb * D, 1), heightWith(hlow, repLoad, rb * D, -1, repLoad, ra * D, 1));
+        if (gain > reach) reach = gain;
       }
     }
     let bestGain = 1e-12 * (top || 1);
@@ -197,12 +232,13 @@ export function packGroup(
       const xa = repExp[ra];
       // (a) move one chunk of this replica to another replica of the same expert.
       if (repStart[xa + 1] - repStart[xa] > 1) {
-        for (let c = chunks.start[xa]; c < chunks.start[xa + 1]; c++) {
+        for (let c = cstart[xa]; c < cstart[xa + 1]; c++) {
           if (chunkRep[c] !== ra || cl[c * D] <= 0) continue;
-          const hereAfter = heightWith(hmax, cl, c * D, -1, cl, 0, 0);
+          let hereAfter = -1;
           for (let r2 = repStart[xa]; r2 < repStart[xa + 1]; r2++) {
             const h2 = repGpu[r2];
-            if (h2 === hmax) continue;
+            if (h2 === hmax || gainCap[h2] <= bestGain || gainCap[h2] < reach) continue;
+            if (hereAfter < 0) hereAfter = heightWith(hmax, cl, c * D, -1, cl, 0, 0);
             const gain = top - Math.max(hereAfter, heightWith(h2, cl, c * D, 1, cl, 0, 0));
             if (gain > bestGain) {
               bestGain = gain;
@@ -214,11 +250,17 @@ export function packGroup(
         }
       }
       // (b) swap this replica with one elsewhere; (c) move it to a free slot.
+      // Dimension 0 alone, computed as heightWith does, bounds a gain from above: a candidate
+      // whose dimension-0 gain is not above the best is skipped without the full heights.
+      const topLoad0 = gpuLoad[hmax * D];
+      const ra0 = repLoad[ra * D];
       for (let h = 0; h < g; h++) {
-        if (h === hmax || holds[xa * g + h]) continue;
+        if (h === hmax || holds[xa * g + h] || gainCap[h] <= bestGain || gainCap[h] < reach) continue;
+        const load0 = gpuLoad[h * D];
         for (let i = 0; i < S; i++) {
           const rb = gpuRep[h * S + i];
           if (rb < 0) {
+            if (top - Math.max((topLoad0 - ra0) * scale0, (load0 + ra0) * scale0) <= bestGain) continue;
             const gain = top - Math.max(heightWith(hmax, repLoad, ra * D, -1, cl, 0, 0), heightWith(h, repLoad, ra * D, 1, cl, 0, 0));
             if (gain > bestGain) {
               bestGain = gain;
@@ -230,6 +272,8 @@ export function packGroup(
           }
           const xb = repExp[rb];
           if (holds[xb * g + hmax]) continue;
+          const rb0 = repLoad[rb * D];
+          if (top - Math.max((topLoad0 - ra0 + rb0) * scale0, (load0 - rb0 + ra0) * scale0) <= bestGain) continue;
           const gain =
             top - Math.max(heightWith(hmax, repLoad, ra * D, -1, repLoad, rb * D, 1), heightWith(h, repLoad, rb * D, -1, repLoad, ra * D, 1));
           if (gain > bestGain) {
@@ -250,7 +294,7 @@ export function packGroup(
       const h2 = repGpu[a2];
       const x = repExp[r1];
       moveChunk(a1, r1, a2);
-      for (let c = chunks.start[x]; c < chunks.start[x + 1]; c++) {
+      for (let c = cstart[x]; c < cstart[x + 1]; c++) {
         if (chunkRep[c] !== r1 || cl[c * D] <= 0) continue;
         const now = Math.max(height(h1), height(h2));
         if (Math.max(heightWith(h1, cl, c * D, -1, cl, 0, 0), heightWith(h2, cl, c * D, 1, cl, 0, 0)) < now - 1e-12 * now) moveChunk(c, r1, a2);
@@ -288,16 +332,21 @@ export function packGroup(
   if (gpusPerNode > 0) {
     let top = 0;
     for (let h = 0; h < g; h++) top = Math.max(top, height(h));
-    const rank = (src: number, h: number): number => (gpus[h] === src ? 2 : Math.floor(gpus[h] / gpusPerNode) === Math.floor(src / gpusPerNode) ? 1 : 0);
+    const nodeOf = Int32Array.from(gpus, (gpu) => Math.floor(gpu / gpusPerNode));
+    // 2: the chunk's source GPU, 1: another GPU of its node, 0: elsewhere.
+    const rank = (src: number, srcNode: number, h: number): number => (gpus[h] === src ? 2 : nodeOf[h] === srcNode ? 1 : 0);
     for (let c = 0; c < C; c++) {
       const x = chunkExp[c];
+      if (repStart[x + 1] - repStart[x] < 2) continue;
       const r1 = chunkRep[c];
-      const here = rank(chunks.src[c], repGpu[r1]);
-      if (here === 2 || repStart[x + 1] - repStart[x] < 2) continue;
+      const src = csrc[c];
+      const srcNode = Math.floor(src / gpusPerNode);
+      const here = rank(src, srcNode, repGpu[r1]);
+      if (here === 2) continue;
       let best = -1;
       let bestRank = here;
       for (let r = repStart[x]; r < repStart[x + 1]; r++) {
-        const k = rank(chunks.src[c], repGpu[r]);
+        const k = rank(src, srcNode, repGpu[r]);
         if (k > bestRank && heightWith(repGpu[r], cl, c * D, 1, cl, 0, 0) <= top * (1 + 1e-12)) {
           best = r;
           bestRank = k;
@@ -317,7 +366,7 @@ export function packGroup(
       if (r >= 0) repSlot[r] = slot;
     }
   }
-  for (let c = 0; c < C; c++) dispatch[chunks.src[c] * E + ex[chunkExp[c]]] = repSlot[chunkRep[c]];
+  for (let c = 0; c < C; c++) dispatch[csrc[c] * E + ex[chunkExp[c]]] = repSlot[chunkRep[c]];
   let maxLoad = 0;
   let maxHeight = 0;
   for (let h = 0; h < g; h++) {
