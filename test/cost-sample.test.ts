@@ -20,6 +20,15 @@ describe('sampleTokensFromCounts', () => {
     expect(a.nextU32()).toBe(b.nextU32()); // state carried over
   });
 
+  it('draws the same tokens for a seed as it always has (estimates stay comparable across versions)', () => {
+    const counts = Float64Array.from({ length: 40 }, (_, e) => (e % 7 === 3 ? 0 : Math.round(1000 / (1 + e)) + (e % 5)));
+    const ts = sampleTokensFromCounts(counts, 6, 400, 8, new Rng(12345));
+    expect(Array.from(ts.experts.subarray(0, 24))).toEqual([0, 12, 1, 32, 16, 21, 2, 6, 4, 0, 13, 1, 0, 5, 8, 14, 1, 6, 0, 16, 5, 2, 7, 20]);
+    let hash = 0;
+    for (const e of ts.experts) hash = (hash * 31 + e) >>> 0;
+    expect(hash).toBe(3549495337);
+  });
+
   it('draws k distinct experts, never a zero-count one, sources round robin, weight 1', () => {
     const counts = Float64Array.from([5, 0, 3, 0, 9, 1, 0, 2, 4]);
     const ts = sampleTokensFromCounts(counts, 4, 2000, 3, new Rng(1));
