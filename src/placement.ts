@@ -65,6 +65,12 @@ export function defaultDispatch(phy2log: Int32Array, numExperts: number, shape: 
     const b = idx.start[e + 1];
     const r = b - a;
     if (r === 0) continue;
+    if (r === 1) {
+      // One replica: every rule picks it.
+      const p = idx.slots[a];
+      for (let g = 0; g < numGpus; g++) out[g * numExperts + e] = p;
+      continue;
+    }
     for (let g = 0; g < numGpus; g++) {
       const node = Math.floor(g / gpusPerNode);
       let own = -1;

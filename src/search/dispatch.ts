@@ -12,7 +12,7 @@
 import { LpModel, solveLp, type LpBackend } from '../lp/index.js';
 import type { Shape, TokenSets } from '../types.js';
 import type { NodeState } from './node-search.js';
-import { gpuLoadsOf, packGroup, type Chunks } from './pack.js';
+import { packGroup, type Chunks } from './pack.js';
 
 /** A GPU-level layout of one layer. */
 export interface Layout {
@@ -63,10 +63,29 @@ export class LoadVectors {
     if (this.sourceLoad) out[off + 1] = share;
     for (let d = this.firstSample; d < this.D; d++) out[off + d] = this.sampleLoad[(d - this.firstSample) * E + e] / NG;
   }
-  /** Largest GPU load per dimension of a layout: [D]. */
+  /** Largest GPU load per dimension of a layout: [D] (chunk (s, e) carries the vector `write` gives). */
   maxima(dispatch: Int32Array, S: number): Float64Array {
     const D = this.D;
-    const loads = gpuLoadsOf(dispatch, this.expertLoad.length, this.numGpus, S, D, (s, e, v) => this.write(s, e, v, 0));
+    const E = this.expertLoad.length;
+    const NG = this.numGpus;
+    const first = this.firstSample;
+    const src = this.sourceLoad;
+    // The source-independent parts of the vectors, [E] and [B*E], as `write` computes them.
+    const share = this.expertLoad.map((x) => x / NG);
+    const sample = this.sampleLoad.map((x) => x / NG);
+    const loads = new Float64Array(NG * D);
+    for (let s = 0; s < NG; s++) {
+      for (let e = 0; e < E; e++) {
+        const slot = dispatch[s * E + e];
+        if (slot < 0) continue;
+        const o = Math.floor(slot / S) * D;
+        if (src) {
+          loads[o] += src[s * E + e];
+          loads[o + 1] += share[e];
+        } else loads[o] += share[e];
+        for (let d = first; d < D; d++) loads[o + d] += sample[(d - first) * E + e];
+      }
+    }
     const max = new Float64Array(D);
     for (let h = 0; h < this.numGpus; h++) for (let d = 0; d < D; d++) max[d] = Math.max(max[d], loads[h * D + d]);
     return max;

@@ -490,29 +490,3 @@ function indexOnGpu(gpuRep: Int32Array, h: number, S: number, r: number): number
   for (let j = 0; j < S; j++) if (gpuRep[h * S + j] === r) return j;
   throw new Error('packGroup: replica not on its GPU');
 }
-
-/**
- * Per-dimension GPU loads of a finished layout: [NG*D], where chunk (s, e) carries the load vector
- * `vec(s, e)` written into `out` at offset 0.
- */
-export function gpuLoadsOf(
-  dispatch: Int32Array,
-  E: number,
-  numGpus: number,
-  S: number,
-  D: number,
-  vec: (s: number, e: number, out: Float64Array) => void,
-): Float64Array {
-  const loads = new Float64Array(numGpus * D);
-  const v = new Float64Array(D);
-  for (let s = 0; s < numGpus; s++) {
-    for (let e = 0; e < E; e++) {
-      const slot = dispatch[s * E + e];
-      if (slot < 0) continue;
-      vec(s, e, v);
-      const h = Math.floor(slot / S);
-      for (let d = 0; d < D; d++) loads[h * D + d] += v[d];
-    }
-  }
-  return loads;
-}
