@@ -50,12 +50,13 @@ export function buildPlanFile(args: BuildPlanArgs): PlanFile {
   const dispatch: number[][][] = [];
   for (let l = 0; l < placement.numLayers; l++) {
     const row = placement.phy2log[l];
-    phy2log.push(Array.from(row));
+    phy2log.push(numbersOf(row, 0, row.length));
     log2phy.push(log2phyOf(row, E));
-    logcnt.push(Array.from(logcntOf(row, E)));
+    const cnt = logcntOf(row, E);
+    logcnt.push(numbersOf(cnt, 0, E));
     const d = dispatchOf(placement, l);
     const table: number[][] = [];
-    for (let g = 0; g < NG; g++) table.push(Array.from(d.subarray(g * E, (g + 1) * E)));
+    for (let g = 0; g < NG; g++) table.push(numbersOf(d, g * E, (g + 1) * E));
     dispatch.push(table);
   }
   const metrics = args.metrics ? planMetrics(args.metrics) : undefined;
@@ -80,7 +81,15 @@ export function buildPlanFile(args: BuildPlanArgs): PlanFile {
     provenance: args.provenance,
     migration: args.migration,
   };
-  return canonicalPlan(plan);
+  // The tables were just built here: the plan file keeps them.
+  return canonicalOf(plan, false);
+}
+
+/** a[from..to) as a plain array (a loop: ~4x faster than Array.from on a typed array). */
+function numbersOf(a: Int32Array, from: number, to: number): number[] {
+  const out = new Array<number>(to - from);
+  for (let i = from; i < to; i++) out[i - from] = a[i];
+  return out;
 }
 
 /** The plan's metrics block from an Evaluation (per-GPU loads and traffic matrices are not stored). */
@@ -142,22 +151,25 @@ const PLAN_TABLES: readonly (readonly ['phy2log' | 'log2phy' | 'logcnt' | 'dispa
   ['dispatch', 3],
 ];
 
-/** A copy of `v` if it is arrays nested `depth` deep with safe integers inside, else null. */
-function intTable(v: unknown, depth: number): unknown[] | null {
+/**
+ * `v` if it is arrays nested `depth` deep with safe integers inside (a copy with `copy`), else
+ * null.
+ */
+function intTable(v: unknown, depth: number, copy: boolean): unknown[] | null {
   if (!Array.isArray(v)) return null;
-  const out: unknown[] = new Array(v.length);
+  const out: unknown[] = copy ? new Array(v.length) : v;
   if (depth === 1) {
     for (let i = 0; i < v.length; i++) {
       const x: unknown = v[i];
       if (!Number.isSafeInteger(x)) return null;
-      out[i] = x;
+      if (copy) out[i] = x;
     }
     return out;
   }
   for (let i = 0; i < v.length; i++) {
-    const row = intTable(v[i], depth - 1);
+    const row = intTable(v[i], depth - 1, copy);
     if (row === null) return null;
-    out[i] = row;
+    if (copy) out[i] = row;
   }
   return out;
 }
@@ -165,8 +177,10 @@ function intTable(v: unknown, depth: number): unknown[] | null {
 /**
  * `parseWith(PlanSchema, value, 'plan', location)`, the integer tables checked by `intTable` and
  * the rest by PlanSchema; any problem sends the whole value through PlanSchema, for its messages.
+ * The tables are copied, as PlanSchema would, unless `copyTables` is false (the caller's own
+ * arrays, not shared with anyone: they are then used as they are).
  */
-export function parsePlan(value: unknown, location: Omit<InputLocation, 'field'> = {}): PlanFile {
+export function parsePlan(value: unknown, location: Omit<InputLocation, 'field'> = {}, copyTables = true): PlanFile {
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const obj = value as Record<string, unknown>;
     const rest: Record<string, unknown> = { ...obj };
@@ -174,7 +188,7 @@ export function parsePlan(value: unknown, location: Omit<InputLocation, 'field'>
     let ok = true;
     for (const [key, depth] of PLAN_TABLES) {
       if (obj[key] === undefined) continue;
-      const t = intTable(obj[key], depth);
+      const t = intTable(obj[key], depth, copyTables);
       if (t === null) {
         ok = false;
         break;
@@ -191,7 +205,12 @@ export function parsePlan(value: unknown, location: Omit<InputLocation, 'field'>
 
 /** The plan re-parsed with PlanSchema (keys in schema order, unknown keys dropped) and records sorted. */
 export function canonicalPlan(plan: PlanFile): PlanFile {
-  const p = parsePlan(plan);
+  return canonicalOf(plan, true);
+}
+
+/** `canonicalPlan`, sharing the integer tables of `plan` unless `copyTables`. */
+function canonicalOf(plan: PlanFile, copyTables: boolean): PlanFile {
+  const p = parsePlan(plan, {}, copyTables);
   if (p.cluster.gpu.sources) p.cluster.gpu.sources = sortedRecord(p.cluster.gpu.sources);
   if (p.provenance) {
     p.provenance.options = sortedRecord(p.provenance.options);
@@ -205,7 +224,8 @@ export function canonicalPlan(plan: PlanFile): PlanFile {
  * non-finite numbers (JSON cannot carry them).
  */
 export function stringifyPlan(plan: PlanFile): string {
-  return formatJson(canonicalPlan(plan), '') + '\n';
+  // The canonical plan is only formatted: its tables need no copy.
+  return formatJson(canonicalOf(plan, false), '') + '\n';
 }
 
 /**
