@@ -621,9 +621,22 @@ function flushPairs(acc: LayerAccumulator): void {
  * @param dispatch [NG*E] dispatch table.
  */
 export function countsLoads(acc: LayerAccumulator, counts: Float64Array, phy2log: Int32Array, dispatch: Int32Array, numExperts: number): void {
-  const NG = acc.shape.numGpus;
   if (counts.length !== numExperts) throw new InputError(`counts have ${counts.length} experts, expected ${numExperts}`, { field: 'counts' });
-  const dg = destGpuTable(acc, phy2log, dispatch, numExperts);
+  countsLoadsOf(acc, counts, destGpuTable(acc, phy2log, dispatch, numExperts), numExperts);
+}
+
+/**
+ * `countsLoads` on `acc.destGpu` as the last `accumulateLayer` call on `acc` built and checked it
+ * (for the same phy2log and dispatch): the table is not rebuilt.
+ * @internal
+ */
+export function countsLoadsAfterTokens(acc: LayerAccumulator, counts: Float64Array, numExperts: number): void {
+  if (counts.length !== numExperts) throw new InputError(`counts have ${counts.length} experts, expected ${numExperts}`, { field: 'counts' });
+  countsLoadsOf(acc, counts, acc.destGpu, numExperts);
+}
+
+function countsLoadsOf(acc: LayerAccumulator, counts: Float64Array, dg: Int32Array, numExperts: number): void {
+  const NG = acc.shape.numGpus;
   const load = acc.load;
   load.fill(0);
   for (let g = 0; g < NG; g++) {

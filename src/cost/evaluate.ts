@@ -9,7 +9,7 @@ import type { Cluster, CostOptions, CostOptionsInput, Mode, Model } from '../sch
 import type { Placement, TokenSets, Workload } from '../types.js';
 import { sampleTokensFromCounts } from '../workload/sample.js';
 import { tokenSetsOfLayer } from '../workload/tokens.js';
-import { accumulateLayer, countsLoads, LayerAccumulator } from './accumulator.js';
+import { accumulateLayer, countsLoads, countsLoadsAfterTokens, LayerAccumulator } from './accumulator.js';
 import { finishLayer, sum, trafficMatrixOf, type Evaluation, type LayerMetrics } from './metrics.js';
 
 /** Parse cost options with zod; a bad option becomes an InputError naming `options.<field>`. */
@@ -94,8 +94,9 @@ export function evaluate(args: {
         const ts = sampleTokensFromCounts(counts, k, n, NG, new Rng(deriveSeed(opts.seed, l)));
         ts.weight.fill(total / n);
         accumulateLayer(acc, ts, phy2log, dispatch, E, opts.mode);
-      }
-      countsLoads(acc, counts, phy2log, dispatch, E);
+        // accumulateLayer checked the tables and left their destination GPUs in acc.
+        countsLoadsAfterTokens(acc, counts, E);
+      } else countsLoads(acc, counts, phy2log, dispatch, E);
     }
     perLayer.push(finishLayer(acc, l, model, cluster, opts));
     loads.push(acc.load.slice());
