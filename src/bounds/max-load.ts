@@ -161,10 +161,11 @@ export function splitWeight(x: number, theta: number, a: number): number {
  * weightings tried: the grid PAIRING_THETAS x PAIRING_SMALL, then a pattern search from the
  * PAIRING_STARTS grid weightings with the largest sums at the frontier (the least T known not to
  * fail), climbing that sum. A weighting is bisected only when it fails where the best one so far
- * does not, so most cost one sum: ~650 sums of E terms a layer for DeepSeek-V3 at EP144 (256
- * experts), against ~5,500 when every bisection step tried the whole grid and a pattern search
- * (58 layers: 1.15 s -> 0.08 s). Against that search, on 294 instances (V3 counts at EP144 and
- * EP160, random skewed loads) the bound is higher on 71 and lower on 2 (by at most 0.06%).
+ * does not, so most cost one sum (`pairingWeight`, mostly runs of equal weight): ~650 sums a
+ * layer for DeepSeek-V3 at EP144 (256 experts), against ~5,500 sums of every expert when every
+ * bisection step tried the whole grid and a pattern search (58 layers: 1.15 s -> 0.04 s). Against
+ * that search, on 294 instances (V3 counts at EP144 and EP160, random skewed loads) the bound is
+ * higher on 70 and lower on 2 (by at most 0.06%).
  * (Two experts of load in (T/2, T] cannot share a GPU unsplit; a = 1/3, theta -> 1/2 gives the
  * "three such experts need two GPUs" count; large theta charges an expert near T for the light
  * piece its GPU must pair it with.)
@@ -177,50 +178,22 @@ export function pairingBound(loads: Float64Array, numGpus: number, from = 0): nu
   if (!(total > 0)) return 0;
   const limit = numGpus * (1 + 1e-12) + 1e-9;
   const asc = Float64Array.from(loads).sort();
-  // sum_e v(w[e] / T): the experts of load <= (1 - theta) T (a prefix of `asc`) weigh a each.
-  const weightAt = (T: number, theta: number, a: number): number => {
-    const cut = (1 - theta) * T;
-    let n = 0;
-    for (let hiIdx = E; n < hiIdx; ) {
-      const mid = (n + hiIdx) >>> 1;
-      if (asc[mid] <= cut) n = mid + 1;
-      else hiIdx = mid;
-    }
-    let sum = n * a;
-    for (let e = n; e < E; e++) sum += splitWeight(asc[e] / T, theta, a);
-    return sum;
-  };
-  // The best weighting so far fails at `lo` (a proven bound) and not at `hi` (0: none fails yet).
-  let lo = from > 0 ? from : total / numGpus;
-  let hi = 0;
-  // Where a weighting must fail to raise the bound: hi, or lo while none has failed.
-  const frontier = (): number => (hi > 0 ? hi : lo);
-  /** When (theta, a) fails at `at` = frontier(): lo, hi := the bracket of its T*. */
-  const raise = (theta: number, a: number, at: number): void => {
-    lo = at;
-    hi = lo * 1.0625;
-    // It stops failing for large T, where every expert is one small piece: a E <= E / 2 <= NG.
-    for (let grow = 0; grow < 64 && weightAt(hi, theta, a) > limit; grow++) {
-      lo = hi;
-      hi *= 2;
-    }
-    for (let it = 0; it < 40 && hi - lo > 1e-9 * hi; it++) {
-      const mid = 0.5 * (lo + hi);
-      if (weightAt(mid, theta, a) > limit) lo = mid;
-      else hi = mid;
-    }
-  };
+  // The best weighting so far fails at br[0] = lo (a proven bound) and not at br[1] = hi (0: none
+  // fails yet). A weighting raises the bound when it fails at the frontier: hi, or lo while none
+  // has failed.
+  const br = Float64Array.of(from > 0 ? from : total / numGpus, 0);
+  const frontier = (): number => (br[1] > 0 ? br[1] : br[0]);
   for (const th of PAIRING_THETAS) {
     for (const sa of PAIRING_SMALL) {
       const at = frontier();
-      if (weightAt(at, th, sa) > limit) raise(th, sa, at);
+      if (pairingWeight(asc, at, th, sa) > limit) bracketTStar(asc, limit, th, sa, at, br);
     }
   }
   // Starts: the grid weightings with the largest sums at the frontier, by sum descending.
   const starts = new Float64Array(3 * PAIRING_STARTS).fill(-Infinity);
   for (const th of PAIRING_THETAS) {
     for (const sa of PAIRING_SMALL) {
-      const w = weightAt(frontier(), th, sa);
+      const w = pairingWeight(asc, frontier(), th, sa);
       let i = PAIRING_STARTS;
       while (i > 0 && starts[3 * (i - 1)] < w) {
         if (i < PAIRING_STARTS) starts.copyWithin(3 * i, 3 * (i - 1), 3 * i);
@@ -237,10 +210,10 @@ export function pairingBound(loads: Float64Array, numGpus: number, from = 0): nu
       let moved = false;
       for (const [t2, a2] of [[theta + dt, a], [theta - dt, a], [theta, a + da], [theta, a - da]]) {
         if (!(t2 > 0.5 && t2 < 1 && a2 >= 0 && a2 <= 0.5)) continue;
-        let w = weightAt(frontier(), t2, a2);
+        let w = pairingWeight(asc, frontier(), t2, a2);
         if (w > limit) {
-          raise(t2, a2, frontier());
-          w = weightAt(hi, t2, a2);
+          bracketTStar(asc, limit, t2, a2, frontier(), br);
+          w = pairingWeight(asc, br[1], t2, a2);
           best = -Infinity; // the frontier moved: compare at the new one
         }
         if (w > best) {
@@ -255,7 +228,74 @@ export function pairingBound(loads: Float64Array, numGpus: number, from = 0): nu
       }
     }
   }
-  return hi > 0 ? lo : 0;
+  return br[1] > 0 ? br[0] : 0;
+}
+
+/**
+ * The bracket of T*(theta, a) from `at`, where (theta, a) fails: br[0] := the largest T found to
+ * fail (bisection to 1e-9 relative), br[1] := a T above it that does not.
+ * (Module functions, not closures of pairingBound: V8 recompiles closures made anew per call.)
+ */
+function bracketTStar(asc: Float64Array, limit: number, theta: number, a: number, at: number, br: Float64Array): void {
+  let lo = at;
+  let hi = lo * 1.0625;
+  // It stops failing for large T, where every expert is one small piece: a E <= E / 2 <= NG.
+  for (let grow = 0; grow < 64 && pairingWeight(asc, hi, theta, a) > limit; grow++) {
+    lo = hi;
+    hi *= 2;
+  }
+  for (let it = 0; it < 40 && hi - lo > 1e-9 * hi; it++) {
+    const mid = 0.5 * (lo + hi);
+    if (pairingWeight(asc, mid, theta, a) > limit) lo = mid;
+    else hi = mid;
+  }
+  br[0] = lo;
+  br[1] = hi;
+}
+
+/**
+ * sum_e v(w[e] / T) for the loads `asc` (ascending) under the weighting (theta, a) of
+ * `pairingBound`, or a lower bound on it. The experts of load <= (1 - theta) T weigh a each. Up to
+ * load T, v takes a few values (a step function of the load), so those experts go in runs of one
+ * value, found by galloping: a run from e counts v(w[e] / T) for each of its experts, at most the
+ * v of each (v is non-decreasing and splitWeight below it), so the sum stays a lower bound. The
+ * experts above T (pieces of several kinds, costlier to weigh) are weighed one by one.
+ */
+function pairingWeight(asc: Float64Array, T: number, theta: number, a: number): number {
+  const E = asc.length;
+  const n = countAtMost(asc, (1 - theta) * T);
+  const light = Math.max(n, countAtMost(asc, T));
+  let sum = n * a;
+  for (let e = n; e < light; ) {
+    const v = splitWeight(asc[e] / T, theta, a);
+    // The run is e..last: gallop while the weight stays v, then bisect the last step.
+    let last = e;
+    let step = 1;
+    while (last + step < light && splitWeight(asc[last + step] / T, theta, a) <= v) {
+      last += step;
+      step *= 2;
+    }
+    for (let out = Math.min(last + step, light); out - last > 1; ) {
+      const mid = (last + out) >>> 1;
+      if (splitWeight(asc[mid] / T, theta, a) <= v) last = mid;
+      else out = mid;
+    }
+    sum += (last - e + 1) * v;
+    e = last + 1;
+  }
+  for (let e = light; e < E; e++) sum += splitWeight(asc[e] / T, theta, a);
+  return sum;
+}
+
+/** The number of values <= x in `asc` (ascending). */
+function countAtMost(asc: Float64Array, x: number): number {
+  let n = 0;
+  for (let hi = asc.length; n < hi; ) {
+    const mid = (n + hi) >>> 1;
+    if (asc[mid] <= x) n = mid + 1;
+    else hi = mid;
+  }
+  return n;
 }
 
 /** `maxLoadLowerBoundDetail(...).bound`. */
