@@ -219,13 +219,39 @@ function canonicalOf(plan: PlanFile, copyTables: boolean): PlanFile {
   return p;
 }
 
+/** Writes the decimal digits of the int32 x into b at `at` (room for 11 bytes); returns the end. */
+function writeInt(b: Uint8Array, at: number, x: number): number {
+  let v = x; // -0 arrives as 0 (x | 0), as JSON.stringify writes it
+  if (v < 0) {
+    b[at++] = 45; // '-'
+    v = -v;
+  }
+  let end = at + 1;
+  for (let t = v; t >= 10; t = (t / 10) | 0) end++;
+  let i = end;
+  do {
+    const q = (v / 10) | 0;
+    b[--i] = 48 + v - 10 * q;
+    v = q;
+  } while (v > 0);
+  return end;
+}
+
 /**
  * Canonical JSON text of a plan (see the module comment), ending with a newline. Throws on
  * non-finite numbers (JSON cannot carry them).
  */
 export function stringifyPlan(plan: PlanFile): string {
+  return planBytes(plan).toString('utf8');
+}
+
+/** `stringifyPlan` as UTF-8 bytes. */
+function planBytes(plan: PlanFile): Buffer {
+  const out = new JsonWriter();
   // The canonical plan is only formatted: its tables need no copy.
-  return formatJson(canonicalOf(plan, false), '') + '\n';
+  out.value(canonicalOf(plan, false), '');
+  out.ascii('\n');
+  return out.bytes();
 }
 
 /**
@@ -233,46 +259,148 @@ export function stringifyPlan(plan: PlanFile): string {
  * primitives on one line, keys in insertion order, undefined members skipped.
  */
 export function formatJson(value: unknown, indent: string): string {
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'number':
-      if (!Number.isFinite(value)) throw new Error(`formatJson: non-finite number ${value}`);
-      return JSON.stringify(value);
-    case 'string':
-    case 'boolean':
-      return JSON.stringify(value);
-    case 'object':
-      break;
-    default:
-      throw new Error(`formatJson: cannot serialise a ${typeof value}`);
-  }
-  const inner = indent + '  ';
-  if (ArrayBuffer.isView(value)) value = Array.from(value as unknown as ArrayLike<number>);
-  if (Array.isArray(value)) {
-    if (value.length === 0) return '[]';
-    // Finite numbers only (the plan's tables): join writes each as JSON.stringify does.
-    if (finiteNumbers(value)) return `[${value.join(',')}]`;
-    if (value.every((v) => v === null || typeof v !== 'object')) return `[${value.map((v) => formatJson(v, inner)).join(',')}]`;
-    return `[\n${value.map((v) => inner + formatJson(v, inner)).join(',\n')}\n${indent}]`;
-  }
-  const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-  if (entries.length === 0) return '{}';
-  return `{\n${entries.map(([k, v]) => `${inner}${JSON.stringify(k)}: ${formatJson(v, inner)}`).join(',\n')}\n${indent}}`;
+  const out = new JsonWriter();
+  out.value(value, indent);
+  return out.bytes().toString('utf8');
 }
 
-function finiteNumbers(a: unknown[]): boolean {
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i];
-    if (typeof x !== 'number' || !Number.isFinite(x)) return false;
+/**
+ * The writer behind formatJson: UTF-8 into one growing buffer, integers digit by digit (a plan's
+ * tables are millions of small integers: ~3x faster than joining strings for V3 at EP144).
+ */
+class JsonWriter {
+  private buf = new Uint8Array(1 << 16);
+  private len = 0;
+
+  bytes(): Buffer {
+    return Buffer.from(this.buf.buffer, 0, this.len);
   }
-  return true;
+
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const grown = new Uint8Array(Math.max(2 * this.buf.length, this.len + n));
+    grown.set(this.buf.subarray(0, this.len));
+    this.buf = grown;
+  }
+
+  /** A string of ASCII characters (brackets, indentation, numbers' text). */
+  ascii(s: string): void {
+    this.room(s.length);
+    const b = this.buf;
+    let at = this.len;
+    for (let i = 0; i < s.length; i++) b[at++] = s.charCodeAt(i);
+    this.len = at;
+  }
+
+  /** Any string, as UTF-8 (keys and string values, already JSON-quoted). */
+  text(s: string): void {
+    this.room(3 * s.length);
+    this.len += Buffer.from(this.buf.buffer).write(s, this.len, 'utf8');
+  }
+
+  /** A finite number as JSON.stringify writes it. */
+  number(x: number): void {
+    if (!Number.isFinite(x)) throw new Error(`formatJson: non-finite number ${x}`);
+    if (Number.isInteger(x) && x > -2147483648 && x < 2147483648) {
+      this.room(12);
+      this.len = writeInt(this.buf, this.len, x | 0);
+    } else this.ascii(JSON.stringify(x));
+  }
+
+  /** `[a,b,...]` of an array of numbers. */
+  numbers(a: readonly number[]): void {
+    this.room(2 + 12 * a.length);
+    const b = this.buf;
+    let at = this.len;
+    b[at++] = 91; // '['
+    for (let i = 0; i < a.length; i++) {
+      if (i > 0) b[at++] = 44; // ','
+      const x = a[i];
+      if (Number.isInteger(x) && x > -2147483648 && x < 2147483648) at = writeInt(b, at, x | 0);
+      else {
+        // Its text may be longer than the room taken: the rest goes the checked way.
+        this.len = at;
+        this.number(x);
+        return this.numbersFrom(a, i + 1);
+      }
+    }
+    b[at++] = 93; // ']'
+    this.len = at;
+  }
+
+  /** The rest of `numbers` from element i on, each with its own room check. */
+  private numbersFrom(a: readonly number[], i: number): void {
+    for (; i < a.length; i++) {
+      this.ascii(',');
+      this.number(a[i]);
+    }
+    this.ascii(']');
+  }
+
+  value(value: unknown, indent: string): void {
+    if (value === null) return this.ascii('null');
+    switch (typeof value) {
+      case 'number':
+        return this.number(value);
+      case 'string':
+        return this.text(JSON.stringify(value));
+      case 'boolean':
+        return this.ascii(value ? 'true' : 'false');
+      case 'object':
+        break;
+      default:
+        throw new Error(`formatJson: cannot serialise a ${typeof value}`);
+    }
+    const inner = indent + '  ';
+    if (ArrayBuffer.isView(value)) value = Array.from(value as unknown as ArrayLike<number>);
+    if (Array.isArray(value)) {
+      if (value.length === 0) return this.ascii('[]');
+      if (value.every((v) => typeof v === 'number')) return this.numbers(value as number[]);
+      if (value.every((v) => v === null || typeof v !== 'object')) {
+        // Primitives on one line.
+        this.ascii('[');
+        for (let i = 0; i < value.length; i++) {
+          if (i > 0) this.ascii(',');
+          const v: unknown = value[i];
+          if (typeof v === 'number') this.number(v);
+          else this.value(v, inner);
+        }
+        return this.ascii(']');
+      }
+      this.ascii('[\n');
+      for (let i = 0; i < value.length; i++) {
+        if (i > 0) this.ascii(',\n');
+        this.ascii(inner);
+        this.value(value[i], inner);
+      }
+      this.ascii('\n');
+      this.ascii(indent);
+      return this.ascii(']');
+    }
+    const obj = value as Record<string, unknown>;
+    let first = true;
+    for (const k of Object.keys(obj)) {
+      const v = obj[k];
+      if (v === undefined) continue;
+      this.ascii(first ? '{\n' : ',\n');
+      first = false;
+      this.ascii(inner);
+      this.text(JSON.stringify(k));
+      this.ascii(': ');
+      this.value(v, inner);
+    }
+    if (first) return this.ascii('{}');
+    this.ascii('\n');
+    this.ascii(indent);
+    this.ascii('}');
+  }
 }
 
 /**
  * Write `text` to `path` atomically: to `path.tmp-<pid>` first, then rename over `path`. On any
  * failure the temporary file is removed and an InputError naming the path is thrown.
  */
-export function writeFileAtomic(path: string, text: string): void {
+export function writeFileAtomic(path: string, text: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     writeFileSync(tmp, text);
@@ -290,7 +418,7 @@ export function writeFileAtomic(path: string, text: string): void {
 
 /** Write a plan file atomically in canonical form. */
 export function writePlanFile(path: string, plan: PlanFile): void {
-  writeFileAtomic(path, stringifyPlan(plan));
+  writeFileAtomic(path, planBytes(plan));
 }
 
 /** The cluster a plan file echoes (expert memory = its slots when the echo has none). */

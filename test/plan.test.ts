@@ -85,9 +85,17 @@ describe('formatJson', () => {
     expect(() => formatJson([1, NaN, 2], '')).toThrow(/non-finite/);
   });
   it('writes every number of a one-line array as JSON.stringify does', () => {
-    const nums = [0, -0, 1, -7, 0.1, 1 / 3, 1e21, 1.5e-7, -2.5e300, 2 ** 53, 123456789.125];
+    const nums = [0, -0, 1, -7, 9, 10, 99, 100, 2147483647, -2147483647, -2147483648, 2147483648, 0.1, 1 / 3, 1e21, 1.5e-7, -2.5e300, 2 ** 53, 123456789.125];
     expect(formatJson(nums, '')).toBe(`[${nums.map((v) => JSON.stringify(v)).join(',')}]`);
     expect(formatJson([1, 'a', true, null], '')).toBe('[1,"a",true,null]');
+    // Long arrays with long number texts among the integers (the writer's room grows).
+    const long = Array.from({ length: 20000 }, (_, i) => (i % 7 === 3 ? -1.2345678901234567e-300 * i : i % 1000));
+    expect(formatJson({ a: [long, long] }, '')).toBe(`{\n  "a": [\n    ${JSON.stringify(long)},\n    ${JSON.stringify(long)}\n  ]\n}`);
+  });
+  it('writes strings and keys as UTF-8 JSON', () => {
+    const v = { 'clé "x"': ['naïve ✓', 'tab\t', '\u0000'], n: { deep: [[]] } };
+    expect(formatJson(v, '')).toBe(`{\n  ${JSON.stringify('clé "x"')}: [${['naïve ✓', 'tab\t', '\u0000'].map((x) => JSON.stringify(x)).join(',')}],\n  "n": {\n    "deep": [\n      []\n    ]\n  }\n}`);
+    expect(JSON.parse(formatJson(v, ''))).toEqual(v);
   });
 });
 

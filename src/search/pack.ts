@@ -193,9 +193,10 @@ function dispatchChunks(st: PackState): void {
   for (let i = 0; i < C; i++) {
     const c = corder[i];
     const x = chunkExp[c];
-    let best = -1;
+    // One replica: it takes the chunk (no heights to compare).
+    let best = repStart[x + 1] - repStart[x] === 1 ? repStart[x] : -1;
     let bestH = Infinity;
-    for (let r = repStart[x]; r < repStart[x + 1]; r++) {
+    for (let r = best < 0 ? repStart[x] : repStart[x + 1]; r < repStart[x + 1]; r++) {
       const hgt = heightWith(gpuLoad, scale, repGpu[r], cl, c * D, 1, cl, 0, 0);
       if (hgt < bestH || (hgt === bestH && gpuLoad[repGpu[r] * D] < gpuLoad[repGpu[best] * D])) {
         bestH = hgt;
