@@ -131,7 +131,17 @@ export function chunksOf(ex: Int32Array, sources: (e: number) => ArrayLike<numbe
   if (src.length !== C) src = src.slice(0, C);
   const D = lv.D;
   const load = new Float64Array(C * D);
-  for (let x = 0; x < m; x++) for (let c = start[x]; c < start[x + 1]; c++) lv.write(src[c], ex[x], load, c * D);
+  for (let x = 0; x < m; x++) {
+    const a = start[x];
+    const b = start[x + 1];
+    if (lv.sourceLoad || a === b) {
+      for (let c = a; c < b; c++) lv.write(src[c], ex[x], load, c * D);
+      continue;
+    }
+    // Without per-source demand every chunk of an expert carries the same vector: written once.
+    lv.write(src[a], ex[x], load, a * D);
+    for (let c = a + 1; c < b; c++) for (let d = 0; d < D; d++) load[c * D + d] = load[a * D + d];
+  }
   return { start, src, load };
 }
 
