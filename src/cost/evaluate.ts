@@ -55,6 +55,13 @@ function checkShapes(model: Model, cluster: Cluster, placement: Placement, workl
  * `options.sampleTokens` tokens per layer (rounded up to a multiple of the GPU count so every
  * source sends the same share) sampled from the counts with seed `deriveSeed(options.seed, l)`,
  * each weighted so the layer totals `sum(counts) / k` tokens; the result is marked `estimated`.
+ *
+ * Precision of that estimate (default 16384 tokens a layer; DeepSeek-V3 prefill counts, balance
+ * plans, against 262144 tokens a layer, 4 seeds): total inter-node bytes within 0.015%, a layer's
+ * within ~0.1% on average; the MoE time, a maximum over GPUs of noisy per-GPU bytes, comes out
+ * high by 0.3-0.4% at EP32 and 1.5-1.9% at EP144 (114 tokens per source GPU). Half the tokens
+ * would take that to 0.5-0.7% and 2.6-3.0%, so the sample is kept at this size; sampling and
+ * counting these tokens is most of a counts plan's evaluation (~0.25 s for V3 at EP144).
  */
 export function evaluate(args: {
   model: Model;
