@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const ALL = ['evaluator-throughput', 'trace-load', 'generator-fidelity', 'balance', 'search', 'v3-scale', 'bounds', 'scale', 'replay', 'compare'];
+const ALL = ['evaluator-throughput', 'trace-load', 'generator-fidelity', 'balance', 'balance-speed', 'search', 'v3-scale', 'bounds', 'scale', 'replay', 'compare'];
 const here = dirname(fileURLToPath(import.meta.url));
 const names = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ALL;
 let failed = 0;
