@@ -14,9 +14,9 @@ import { evaluate } from '../src/cost.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
 import { makeShape, type Placement, type Workload } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
-import { eplbSolver } from '../solvers/eplb.js';
-import { optimize } from '../solvers/optimize.js';
-import type { SolveInput } from '../solvers/types.js';
+import { eplbSolver } from '../src/solvers/eplb.js';
+import { optimize } from '../src/solvers/optimize.js';
+import type { SolveInput } from '../src/solvers/types.js';
 import { dataPath, median, printTable, SPLITS, writeResult } from './common.js';
 
 const dir = dataPath('deepseek-v3-sglang');

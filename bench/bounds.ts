@@ -27,8 +27,8 @@ import { ModelSchema } from '../src/schemas.js';
 import { makeShape } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
 import { compressTokenSets, expertLoadsOfLayer, tokenSetsOfLayer } from '../src/workload/tokens.js';
-import { eplbPlacement } from '../solvers/eplb.js';
-import { optimize } from '../solvers/optimize.js';
+import { eplbPlacement } from '../src/solvers/eplb.js';
+import { optimize } from '../src/solvers/optimize.js';
 import { dataPath, flag, quantile, SPLITS, writeResult } from './common.js';
 
 const out: Record<string, unknown> = { split: SPLITS.bounds };

@@ -32,7 +32,7 @@ import { makeShape, type Counts, type Placement, type Trace } from '../src/types
 import { loadWorkload, mptHeaderOf } from '../src/workload/index.js';
 import { MptWriter } from '../src/workload/mpt-stream.js';
 import { streamIndex, workloadOfIndex } from '../src/workload/stream.js';
-import { optimize } from '../solvers/optimize.js';
+import { optimize } from '../src/solvers/optimize.js';
 import { dataPath, flag, hasFlag, printTable, SPLITS, writeResult } from './common.js';
 
 const MiB = 1024 * 1024;

@@ -14,9 +14,9 @@ import { generateTrace } from '../src/generator.js';
 import { resolveCluster, resolveModel } from '../src/presets.js';
 import { makeShape, type Counts, type Placement, type Workload } from '../src/types.js';
 import { loadWorkload } from '../src/workload/index.js';
-import { eplbSolver } from '../solvers/eplb.js';
-import { optimize } from '../solvers/optimize.js';
-import type { SolveInput } from '../solvers/types.js';
+import { eplbSolver } from '../src/solvers/eplb.js';
+import { optimize } from '../src/solvers/optimize.js';
+import type { SolveInput } from '../src/solvers/types.js';
 import { dataPath, fitScoreSplit, flag, hasFlag, printTable, writeResult } from './common.js';
 
 const model = resolveModel('deepseek-v3');

@@ -10,7 +10,7 @@
  * - `metricsReport`: an evaluation as plain JSON-ready numbers (what `--json` prints).
  *
  * The modules by concern are in src/api/ (provenance, feasibility, bounds, plan, files, report);
- * this file re-exports them. Everything here is thin: the work is done by the solvers (solvers/), the evaluator (cost.ts),
+ * this file re-exports them. Everything here is thin: the work is done by the solvers (src/solvers/), the evaluator (cost.ts),
  * the bounds (bounds/) and the plan file functions (plan.ts).
  */
 export * from './api/provenance.js';

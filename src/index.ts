@@ -78,12 +78,12 @@ export {
 export type { EvaluatePlanArgs, ExportArgs, LayerReport, LoadedPlacement, MetricsReport, PlanArgs, PlanEvaluation, PlanOutcome } from './api.js';
 
 // Solvers.
-export { getSolver, SOLVERS } from '../solvers/registry.js';
-export type { SolveBounds, SolveInput, SolveProgress, SolveResult, Solver } from '../solvers/types.js';
-export { optimize, optimizeSolver } from '../solvers/optimize.js';
-export type { OptimizeOptions } from '../solvers/optimize.js';
-export { contiguousPlacement, contiguousSolver } from '../solvers/contiguous.js';
-export { roundRobinPlacement, roundRobinSolver } from '../solvers/round-robin.js';
+export { getSolver, SOLVERS } from './solvers/registry.js';
+export type { SolveBounds, SolveInput, SolveProgress, SolveResult, Solver } from './solvers/types.js';
+export { optimize, optimizeSolver } from './solvers/optimize.js';
+export type { OptimizeOptions } from './solvers/optimize.js';
+export { contiguousPlacement, contiguousSolver } from './solvers/contiguous.js';
+export { roundRobinPlacement, roundRobinSolver } from './solvers/round-robin.js';
 export {
   balancedPacking,
   eplbPlacement,
@@ -92,7 +92,7 @@ export {
   rebalanceExperts,
   rebalanceLayerHierarchical,
   replicateExperts,
-} from '../solvers/eplb.js';
+} from './solvers/eplb.js';
 export type { EplbLayer } from './eplb.js';
 
 // Placements, bounds and plan files.

@@ -21,7 +21,7 @@ function newestMtime(dir: string): number {
 /** Compile to dist/ when dist/src/cli.js is missing or older than a source file (npm test builds first). */
 export function ensureBuilt(): void {
   const cli = join(ROOT, 'dist', 'src', 'cli.js');
-  const src = Math.max(newestMtime(join(ROOT, 'src')), newestMtime(join(ROOT, 'solvers')));
+  const src = newestMtime(join(ROOT, 'src'));
   if (existsSync(cli) && statSync(cli).mtimeMs >= src) return;
   execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
 }

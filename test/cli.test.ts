@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SOLVERS } from '../solvers/registry.js';
+import { SOLVERS } from '../src/solvers/registry.js';
 import { evaluate } from '../src/cost.js';
 import { readPlanFile } from '../src/plan.js';
 import { CLUSTER_PRESETS, GPU_PRESETS, MODEL_PRESETS } from '../src/presets.js';

@@ -1,9 +1,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { contiguousPlacement } from '../solvers/contiguous.js';
-import { balancedPacking, eplbPlacement, eplbSolver, rebalanceExperts, replicateExperts } from '../solvers/eplb.js';
-import { getSolver, SOLVERS } from '../solvers/registry.js';
-import { roundRobinLayer } from '../solvers/round-robin.js';
+import { contiguousPlacement } from '../src/solvers/contiguous.js';
+import { balancedPacking, eplbPlacement, eplbSolver, rebalanceExperts, replicateExperts } from '../src/solvers/eplb.js';
+import { getSolver, SOLVERS } from '../src/solvers/registry.js';
+import { roundRobinLayer } from '../src/solvers/round-robin.js';
 import { InputError } from '../src/errors.js';
 import { logcntOf } from '../src/placement.js';
 import { makeShape, type Shape } from '../src/types.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { roundRobinPlacement } from '../solvers/round-robin.js';
+import { roundRobinPlacement } from '../src/solvers/round-robin.js';
 import { InputError } from '../src/errors.js';
 import { EXPORT_FORMATS, exportPlan, sglangLogicalCount, TRAFFIC_CSV_HEADER } from '../src/formats/export.js';
 import { detectImportFormat, importPlacement } from '../src/formats/import.js';

@@ -37,7 +37,7 @@ import { Rng } from '../src/rng.js';
 import { ModelSchema, type Cluster, type Mode, type Model, type Objective } from '../src/schemas.js';
 import { makeShape, type Shape, type Trace, type Workload } from '../src/types.js';
 import { tokenSetsOfLayer } from '../src/workload/tokens.js';
-import { optimize, type OptimizeOptions } from '../solvers/optimize.js';
+import { optimize, type OptimizeOptions } from '../src/solvers/optimize.js';
 
 function tinyTrace(rng: Rng, E: number, k: number, tokens: number, clusters: number): Trace {
   const experts = new Uint16Array(tokens * k);

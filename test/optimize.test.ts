@@ -9,11 +9,11 @@ import { Rng } from '../src/rng.js';
 import { refineNodes } from '../src/search/improve.js';
 import { NodeState, searchNodes } from '../src/search/node-search.js';
 import type { LayerResult } from '../src/search/layer.js';
-import { packGroup } from '../src/search/pack.js';
+import { packGroup } from '../src/search/replicate.js';
 import type { Placement, Trace, Workload } from '../src/types.js';
 import { makeShape } from '../src/types.js';
-import { buildLayerTasks, LATE_RESERVE, layerDeadline, optimize, SHARE_CAP, threadsFor, workerPath } from '../solvers/optimize.js';
-import { eplbSolver } from '../solvers/eplb.js';
+import { buildLayerTasks, LATE_RESERVE, layerDeadline, optimize, SHARE_CAP, threadsFor, workerPath } from '../src/solvers/optimize.js';
+import { eplbSolver } from '../src/solvers/eplb.js';
 
 /** A random node-level problem with clustered token sets. */
 function randomNodeProblem(rng: Rng, N: number, E: number, k: number, K: number, lowLatency: boolean) {

@@ -1,5 +1,5 @@
 /** Small fixtures shared by the plan and format tests (not a test file itself). */
-import { roundRobinPlacement } from '../solvers/round-robin.js';
+import { roundRobinPlacement } from '../src/solvers/round-robin.js';
 import { evaluate, type Evaluation } from '../src/cost.js';
 import { Rng } from '../src/rng.js';
 import { toyCluster } from './cost-helpers.js';

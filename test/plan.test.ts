@@ -120,7 +120,7 @@ describe('parsePlan', () => {
         parsePlan(p, { file: 'x.json' });
       } catch (err) {
         expect(err).toBeInstanceOf(InputError);
-        return (err as InputError).problems;
+        return [...(err as InputError).problems];
       }
       throw new Error('parsePlan accepted a bad plan');
     };

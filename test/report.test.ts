@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eplbPlacement } from '../src/eplb.js';
-import { roundRobinPlacement } from '../solvers/round-robin.js';
+import { roundRobinPlacement } from '../src/solvers/round-robin.js';
 import { evaluate } from '../src/cost.js';
 import { InputError } from '../src/errors.js';
 import { planSection, reportData } from '../src/report/data.js';

@@ -1,8 +1,8 @@
 /**
  * `plan` (run a solver, rebalance from a running plan, evaluate, bound, build the plan file) and `evaluatePlan`.
  */
-import { getSolver } from '../../solvers/registry.js';
-import type { SolveProgress, SolveResult } from '../../solvers/types.js';
+import { getSolver } from '../solvers/registry.js';
+import type { SolveProgress, SolveResult } from '../solvers/types.js';
 import { evaluate, evaluateStream, type Evaluation } from '../cost.js';
 import { InputError, SolverError } from '../errors.js';
 import { validatePlacement } from '../placement.js';

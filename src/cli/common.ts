@@ -3,7 +3,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { SolveProgress } from '../../solvers/types.js';
+import type { SolveProgress } from '../solvers/types.js';
 import { loadPlacement, type LoadedPlacement } from '../api.js';
 import { bool, oneOf, posInt, str, type ParsedFlags } from './args.js';
 import { Progress } from './progress.js';

@@ -3,7 +3,7 @@
  * each solver in each mode, scored on held-out data where there is any (compare.ts does the work).
  */
 import { availableParallelism } from 'node:os';
-import { SOLVERS } from '../../solvers/registry.js';
+import { SOLVERS } from '../solvers/registry.js';
 import { formatBytes } from '../api.js';
 import { compare, compareSplit, detailRows, levelsOf, parseSlotLevels, resolveCompareCluster, type CompareResult, type CompareRow } from '../compare.js';
 import { InputError } from '../errors.js';

@@ -2,7 +2,7 @@
  * `moe-placer plan`: run a solver on a workload and write the plan.
  */
 import { availableParallelism } from 'node:os';
-import { SOLVERS } from '../../solvers/registry.js';
+import { SOLVERS } from '../solvers/registry.js';
 import { checkFeasibility, loadPlacement, metricsReport, plan as planApi, type PlanArgs } from '../api.js';
 import { InputError } from '../errors.js';
 import type { RebalanceResult } from '../migrate/rebalance.js';
@@ -81,7 +81,7 @@ export const run: Runner = async (f, ctx) => {
     if (await isLargeTrace(workloadPath, { maxBytes: streamThreshold() })) {
       index = await streamIndex(workloadPath, model, cluster.nodes * cluster.gpusPerNode, {
         seed: (f.seed as number | undefined) ?? 0,
-        // As optimize indexes a loaded trace (solvers/optimize.ts buildLayerTasks).
+        // As optimize indexes a loaded trace (src/solvers/optimize.ts buildLayerTasks).
         ...indexOptionsFor(solver, (f.objective as Objective | undefined) ?? 'traffic', cluster.nodes),
         onProgress: (read, total) => ctx.progress.update(`indexing ${workloadPath}`, total > 0 ? read / total : undefined),
       });

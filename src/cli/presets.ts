@@ -1,7 +1,7 @@
 /**
  * `moe-placer presets`: the model, GPU and cluster presets and the solvers.
  */
-import { SOLVERS } from '../../solvers/registry.js';
+import { SOLVERS } from '../solvers/registry.js';
 import { type CommandSpec } from './args.js';
 import { num, table } from './text.js';
 import { CLUSTER_PRESETS, GPU_PRESETS, MODEL_PRESETS, resolveGpu } from '../presets.js';

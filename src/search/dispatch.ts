@@ -6,13 +6,13 @@
  *   which holder node serves each (source node, expert) pair, minimising the traffic estimate of
  *   each choice under the node load caps; the answer is rounded to the largest share per pair and
  *   repaired greedily (NodeState.reserve) where rounding broke a cap, keeping only changes that lower traffic within limits.
- * - `packNodes`: GPU level. Inside every node, balanced packing (pack.ts) of the node's replicas
+ * - `packNodes`: GPU level. Inside every node, balanced packing (replicate.ts) of the node's replicas
  *   onto its GPUs and of its served chunks onto the replicas.
  */
 import { LpModel, solveLp, type LpBackend } from '../lp/index.js';
 import type { Shape, TokenSets } from '../types.js';
 import type { NodeState } from './node-search.js';
-import { packGroup, type Chunks } from './pack.js';
+import { packGroup, type Chunks } from './replicate.js';
 
 /** A GPU-level layout of one layer. */
 export interface Layout {

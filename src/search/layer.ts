@@ -2,7 +2,7 @@
  * The optimizer's work on one MoE layer, a pure function of typed arrays (it runs in a worker).
  * The pipeline, a stage a file:
  *
- * 1. replicate + pack (pack.ts): replicas by load / count and balanced packing of the whole
+ * 1. replicate + pack (replicate.ts): replicas by load / count and balanced packing of the whole
  *    cluster; with EPLB's layout (eplb.ts) these are the balanced candidates, and the better one
  *    sets the reference max load M of the traffic contract.
  * 2. construct (construct.ts): node-level starts: the balanced layout, expert communities (routing
@@ -33,7 +33,7 @@ import { communities, communityStart, growingStart, nodeStartFrom, type NodeStar
 import { chunksOf, LoadVectors, lpServe, packNodes, sourceLoads, type Layout } from './dispatch.js';
 import { refineNodes } from './improve.js';
 import { NodeState, searchNodes } from './node-search.js';
-import { packGroup } from './pack.js';
+import { packGroup } from './replicate.js';
 
 /** Relative validation-traffic difference below which `traffic` selects by validation max load. */
 export const VALIDATION_TRAFFIC_TOLERANCE = 0.01;

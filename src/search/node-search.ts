@@ -5,7 +5,7 @@
  * (source node, expert) pair (`srv[n*E+e]`); a node that holds the expert always serves its own
  * sources. Inter-node traffic depends on nothing else: in `normal` mode a token from node n costs
  * one message per remote node serving one of its experts, in `low-latency` mode one per remote
- * (token, expert). GPU-level packing inside each node comes afterwards (pack.ts).
+ * (token, expert). GPU-level packing inside each node comes afterwards (replicate.ts).
  *
  * Tokens are weighted sets compressed by (source node, expert set). Every change goes through two
  * primitives, `setServe` and `setHas`, which update the cost incrementally (only the sets that

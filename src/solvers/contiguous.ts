@@ -2,8 +2,8 @@
  * The engines' default placement: slot p holds logical expert p mod E in every layer (SGLang's
  * `init_trivial`, vLLM and TensorRT-LLM without a load balancer). Ignores the workload.
  */
-import { InfeasibleError } from '../src/errors.js';
-import type { Placement, Shape } from '../src/types.js';
+import { InfeasibleError } from '../errors.js';
+import type { Placement, Shape } from '../types.js';
 import type { SolveInput, SolveResult, Solver } from './types.js';
 
 /** [L][P] phy2log with slot p -> expert p mod E. */

@@ -5,7 +5,7 @@
  * hottest experts therefore land on different GPUs, and the replicas of one expert land on
  * consecutive, distinct GPUs whenever it has at most NG replicas. No node awareness.
  */
-import type { Placement, Shape } from '../src/types.js';
+import type { Placement, Shape } from '../types.js';
 import { layerLoads, replicateExperts } from './eplb.js';
 import type { SolveInput, SolveResult, Solver } from './types.js';
 

@@ -2,12 +2,12 @@
  * `eplb`: DeepSeek's EPLB (the port is src/eplb.ts) as a solver: loads of every layer from the
  * workload, then `eplbPlacement`.
  */
-import { InputError } from '../src/errors.js';
-import { eplbPlacement, isHierarchical } from '../src/eplb.js';
-import { expertLoadsOfLayer } from '../src/workload/tokens.js';
+import { InputError } from '../errors.js';
+import { eplbPlacement, isHierarchical } from '../eplb.js';
+import { expertLoadsOfLayer } from '../workload/tokens.js';
 import type { SolveInput, SolveResult, Solver } from './types.js';
 
-export * from '../src/eplb.js';
+export * from '../eplb.js';
 
 /** [L][E] expert loads of the solve input's workload, checked against the model. */
 export function layerLoads(input: SolveInput): Float64Array[] {

@@ -5,7 +5,7 @@
  * Fault injection for tests: MOE_PLACER_FAULT=`throw:L`, `exit:L` (first attempt at layer L only)
  * or `throw-always:L` makes the worker fail on layer L, as a crashing or dying worker would.
  */
-import { solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
+import { solveLayer, type LayerResult, type LayerTask } from '../search/layer.js';
 
 export default async function run(task: LayerTask & { attempt?: number }): Promise<LayerResult> {
   const fault = process.env.MOE_PLACER_FAULT;

@@ -10,11 +10,11 @@ import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { SolverError } from '../src/errors.js';
-import { deriveSeed } from '../src/rng.js';
-import { balanceTask, solveLayer, type LayerResult, type LayerTask } from '../src/search/layer.js';
-import type { Placement } from '../src/types.js';
-import { DEFAULT_VALIDATION, indexWorkload, type IndexOptions } from '../src/workload/indexer.js';
+import { SolverError } from '../errors.js';
+import { deriveSeed } from '../rng.js';
+import { balanceTask, solveLayer, type LayerResult, type LayerTask } from '../search/layer.js';
+import type { Placement } from '../types.js';
+import { DEFAULT_VALIDATION, indexWorkload, type IndexOptions } from '../workload/indexer.js';
 import type { Solver, SolveInput, SolveResult } from './types.js';
 
 /** Fraction of each node's slots kept for in-node replicas (normal mode, OptimizeOptions.slotReserve). */
@@ -107,7 +107,7 @@ export function buildLayerTasks(input: SolveInput, opts: OptimizeOptions = {}): 
 /** Path of the compiled worker entry (next to this file when compiled, under dist/ from source). */
 export function workerPath(): string {
   const here = import.meta.url;
-  const url = here.endsWith('.ts') ? new URL('../dist/solvers/worker.js', here) : new URL('./worker.js', here);
+  const url = here.endsWith('.ts') ? new URL('../../dist/src/solvers/worker.js', here) : new URL('./worker.js', here);
   const path = fileURLToPath(url);
   if (!existsSync(path)) throw new SolverError(`worker entry ${path} is missing: run \`npm run build\` first`);
   return path;

@@ -1,7 +1,7 @@
 /**
  * The solvers by name, as the CLI's `--solver NAME` and the library's `plan()` look them up.
  */
-import { InputError } from '../src/errors.js';
+import { InputError } from '../errors.js';
 import { contiguousSolver } from './contiguous.js';
 import { eplbSolver } from './eplb.js';
 import { optimizeSolver } from './optimize.js';

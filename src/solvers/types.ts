@@ -1,8 +1,8 @@
 /**
  * The one interface every placement algorithm implements.
  */
-import type { Cluster, Mode, Model, Objective } from '../src/schemas.js';
-import type { Placement, Shape, Workload, WorkloadIndex } from '../src/types.js';
+import type { Cluster, Mode, Model, Objective } from '../schemas.js';
+import type { Placement, Shape, Workload, WorkloadIndex } from '../types.js';
 
 export interface SolveProgress {
   /** What the solver is doing, e.g. `construct`, `improve layer 12`. */
