@@ -139,26 +139,36 @@ describe('node-level search', () => {
   });
 });
 
+/**
+ * A random packGroup instance: 2 + [0, gpus) GPUs of 1 + [0, slots) slots, m experts (up to
+ * `free(g, S)` slots left free) of E ids, every expert's demand from each of 1 + [0, sources)
+ * sources in 1 + [0, dims) dimensions, a fifth of the chunks empty.
+ */
+function packInstance(rng: Rng, o: { gpus: number; slots: number; free: (g: number, S: number) => number; sources: number; dims: number; load: () => number }) {
+  const g = 2 + rng.int(o.gpus);
+  const S = 1 + rng.int(o.slots);
+  const m = Math.max(1, g * S - rng.int(o.free(g, S)));
+  const E = m + rng.int(3);
+  const ex = Int32Array.from(rng.shuffle(Array.from({ length: E }, (_, e) => e)).slice(0, m));
+  const sources = 1 + rng.int(o.sources);
+  const D = 1 + rng.int(o.dims);
+  const start = new Int32Array(m + 1);
+  const src: number[] = [];
+  for (let x = 0; x < m; x++) {
+    for (let s = 0; s < sources; s++) src.push(s);
+    start[x + 1] = src.length;
+  }
+  const load = new Float64Array(src.length * D);
+  for (let i = 0; i < load.length; i++) load[i] = rng.next() < 0.2 ? 0 : o.load();
+  const gpus = Int32Array.from({ length: g }, (_, i) => i);
+  return { g, S, m, E, ex, sources, D, start, src, load, gpus };
+}
+
 describe('packGroup', () => {
   it('places every expert, respects slots and dispatches every chunk to a replica of its expert', () => {
     const rng = new Rng(11);
     for (let trial = 0; trial < 20; trial++) {
-      const g = 2 + rng.int(4);
-      const S = 1 + rng.int(3);
-      const m = Math.max(1, g * S - rng.int(g * S));
-      const E = m + rng.int(3);
-      const ex = Int32Array.from(rng.shuffle(Array.from({ length: E }, (_, e) => e)).slice(0, m));
-      const sources = 1 + rng.int(5);
-      const D = 1 + rng.int(2);
-      const start = new Int32Array(m + 1);
-      const src: number[] = [];
-      for (let x = 0; x < m; x++) {
-        for (let s = 0; s < sources; s++) src.push(s);
-        start[x + 1] = src.length;
-      }
-      const load = new Float64Array(src.length * D);
-      for (let i = 0; i < load.length; i++) load[i] = rng.next() < 0.2 ? 0 : rng.next() * 10;
-      const gpus = Int32Array.from({ length: g }, (_, i) => i);
+      const { g, S, m, E, ex, sources, D, start, src, load, gpus } = packInstance(rng, { gpus: 4, slots: 3, free: (g, S) => g * S, sources: 5, dims: 2, load: () => rng.next() * 10 });
       const phy2log = new Int32Array(g * S).fill(-2);
       const dispatch = new Int32Array(sources * E).fill(-2);
       const r = packGroup(ex, { start, src: Int32Array.from(src), load }, gpus, S, E, new Float64Array(D).fill(1), phy2log, dispatch);
@@ -190,23 +200,8 @@ describe('packGroup refinement', () => {
   it('stops at a local optimum: no chunk move, replica swap or replica move off the top GPU lowers the largest height', () => {
     const rng = new Rng(31);
     for (let t = 0; t < 40; t++) {
-      const g = 2 + rng.int(6);
-      const S = 1 + rng.int(4);
-      const m = Math.max(1, g * S - rng.int(g + 1));
-      const E = m + rng.int(3);
-      const ex = Int32Array.from(rng.shuffle(Array.from({ length: E }, (_, e) => e)).slice(0, m));
-      const sources = 1 + rng.int(6);
-      const D = 1 + rng.int(3);
-      const start = new Int32Array(m + 1);
-      const src: number[] = [];
-      for (let x = 0; x < m; x++) {
-        for (let s = 0; s < sources; s++) src.push(s);
-        start[x + 1] = src.length;
-      }
-      const load = new Float64Array(src.length * D);
-      for (let i = 0; i < load.length; i++) load[i] = rng.next() < 0.2 ? 0 : Math.exp(rng.normal()) * 10;
+      const { g, S, m, E, ex, sources, D, start, src, load, gpus } = packInstance(rng, { gpus: 6, slots: 4, free: (g) => g + 1, sources: 6, dims: 3, load: () => Math.exp(rng.normal()) * 10 });
       const scale = Float64Array.from({ length: D }, () => 0.5 + rng.next());
-      const gpus = Int32Array.from({ length: g }, (_, i) => i);
       const phy2log = new Int32Array(g * S);
       const dispatch = new Int32Array(sources * E);
       packGroup(ex, { start, src: Int32Array.from(src), load }, gpus, S, E, scale, phy2log, dispatch);

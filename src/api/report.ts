@@ -2,47 +2,30 @@
  * Reports: an evaluation as plain JSON-ready numbers (what `--json` prints).
  */
 import { type Evaluation } from '../cost.js';
-import { planMetrics, relativeGap } from '../plan.js';
-import type { Mode, Model } from '../schemas.js';
+import { planMetrics, relativeGap, type PlanMetrics } from '../plan.js';
+import type { Model } from '../schemas.js';
 
 
-export interface LayerReport {
-  /** MoE layer index l. */
-  layer: number;
-  /** Engine layer id (model.moeLayerIds[l]). */
+/** One MoE layer: the plan file's per-layer metrics and more. */
+export type LayerReport = PlanMetrics['perLayer'][number] & {
+  /** Engine layer id (model.moeLayerIds[layer]). */
   engineLayer: number;
   tokens: number;
-  interNodeBytes: number;
-  intraNodeBytes: number;
-  maxLoad: number;
-  meanLoad: number;
   maxOverMean: number;
-  balancedness: number;
   remoteNodesPerToken: number;
   dispatchSeconds: number;
   computeSeconds: number;
   combineSeconds: number;
-  timeSeconds: number;
   maxLoadLowerBound: number;
-}
+};
 
-export interface MetricsReport {
-  /** Traffic estimated on tokens sampled from counts (no co-activation recorded). */
-  estimated: boolean;
-  mode: Mode;
-  interNodeBytes: number;
-  intraNodeBytes: number;
-  maxLoad: number;
-  meanLoad: number;
-  maxOverMean: number;
-  balancedness: number;
-  remoteNodesPerToken: number;
-  timeSeconds: number;
+/** The plan file's metrics block (`estimated`: traffic estimated on tokens sampled from counts) with the bounds. */
+export type MetricsReport = Omit<PlanMetrics, 'perLayer'> & {
   maxLoadLowerBound: number;
   /** (maxLoad - bound) / maxLoad. */
   maxLoadGap: number;
   perLayer: LayerReport[];
-}
+};
 
 /**
  * An evaluation as plain numbers (no typed arrays), with the max-load bounds: the plan file's
