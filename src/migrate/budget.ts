@@ -126,7 +126,7 @@ export function rebalanceWithBudget(start: Placement, loads: Float64Array[], bud
       adopt[pick] = null;
     } else {
       applyMove(st, st.best, shape);
-      settle(st, shape, E, budget - total);
+      settle(st, shape, E); // its best move is checked against the budget left when next looked at
     }
     total += states[pick].spent;
   }
