@@ -96,7 +96,7 @@ export {
 export type { EplbLayer } from './eplb.js';
 
 // Placements, bounds and plan files.
-export { balancedDispatch, defaultDispatch, dispatchOf, dispatchOfShares, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
+export { defaultDispatch, dispatchOf, dispatchOfShares, log2phyOf, logcntOf, replicaIndex, validatePlacement } from './placement.js';
 export type { ReplicaIndex } from './placement.js';
 export { maxLoadLowerBound, maxLoadLowerBoundDetail } from './bounds/max-load.js';
 export type { MaxLoadBound } from './bounds/max-load.js';

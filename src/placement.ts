@@ -108,32 +108,6 @@ export function defaultDispatch(phy2log: Int32Array, numExperts: number, shape: 
 }
 
 /**
- * A dispatch that splits every expert's sources evenly over its replicas ([NG*E] slot per source
- * GPU and expert), for workloads whose sources send alike (counts; rebalanced plans): replica i of
- * an expert with r replicas serves floor(NG / r) or ceil(NG / r) sources, the larger shares going
- * to replicas on the GPUs that are lighter under an even split of `weight` ([E] expert loads).
- */
-export function balancedDispatch(phy2log: Int32Array, numExperts: number, shape: Shape, weight: Float64Array): Int32Array {
-  const { numGpus: NG, slotsPerGpu: S } = shape;
-  const idx = replicaIndex(phy2log, numExperts);
-  const gpuLoad = new Float64Array(NG);
-  for (let p = 0; p < phy2log.length; p++) {
-    const e = phy2log[p];
-    if (e >= 0) gpuLoad[Math.floor(p / S)] += weight[e] / (idx.start[e + 1] - idx.start[e]);
-  }
-  const shares = new Int32Array(phy2log.length);
-  const order = new Int32Array(phy2log.length);
-  for (let e = 0; e < numExperts; e++) {
-    const a = idx.start[e];
-    const r = idx.start[e + 1] - a;
-    for (let i = 0; i < r; i++) order[i] = idx.slots[a + i];
-    order.subarray(0, r).sort((x, y) => gpuLoad[Math.floor(x / S)] - gpuLoad[Math.floor(y / S)] || x - y);
-    for (let i = 0; i < r; i++) shares[order[i]] = Math.floor(NG / r) + (i < NG % r ? 1 : 0);
-  }
-  return dispatchOfShares(phy2log, shares, numExperts, shape);
-}
-
-/**
  * The dispatch ([NG*E] slot per source GPU and expert) in which the replica in slot p serves
  * `shares[p]` source GPUs (the shares of an expert's replicas sum to NG). Sources are served by a
  * replica on their own GPU first, then on their own node, then by the replica with the most

@@ -19,7 +19,7 @@
  */
 import { evaluatePlan, plan as planApi, type PlanOutcome } from './api.js';
 import { InputError } from './errors.js';
-import { migrationBetween } from './migrate/moves.js';
+import { migrationBetween, type Migration } from './migrate/moves.js';
 import { alignPlacement } from './migrate/rebalance.js';
 import type { Cluster, Mode, Model, Objective } from './schemas.js';
 import type { Placement, Workload } from './types.js';
@@ -158,16 +158,19 @@ export async function replay(args: ReplayArgs): Promise<ReplayResult> {
       const t0 = performance.now();
       const w = windows[t].workload;
       let next: Placement;
+      let m: Migration | undefined;
       if (name === 'eplb' || name === 'eplb-keep') {
         next = (await planFor('eplb', w)).result.placement;
         if (name === 'eplb-keep') next = alignPlacement(current, next, false);
       } else if (name === 'replan') {
         next = alignPlacement(current, (await planFor('optimize', w)).result.placement, true);
       } else {
-        next = (await planFor('optimize', w, current)).result.placement;
+        const r = await planFor('optimize', w, current);
+        next = r.result.placement;
+        m = r.rebalance!.migration;
       }
       planSeconds += (performance.now() - t0) / 1000;
-      const m = migrationBetween(current, next, model.expertBytes, cluster.gpu);
+      m ??= migrationBetween(current, next, model.expertBytes, cluster.gpu);
       moved = { experts: m.movedExperts, bytes: m.movedBytes, local: m.localCopies, seconds: m.estimatedSeconds, rebalanced: true };
       current = next;
     }

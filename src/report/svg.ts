@@ -105,21 +105,26 @@ function xCategories(box: Box, labels: readonly string[], x: (i: number) => numb
   return `<g class="axis x">${parts.join('')}</g>`;
 }
 
-export interface ColumnsOptions {
+/** What the category charts (columns, lines) share: ids, categories along x, a value axis. */
+interface CategoryChartOptions {
   id: string;
   /** Category labels along x (e.g. engine layer ids). */
   categories: readonly string[];
+  series: readonly Series[];
+  yLabel: string;
+  xLabel?: string;
+  format: (v: number) => string;
+  /** Top of the value axis (default: the largest value drawn). */
+  yMax?: number;
+  width?: number;
+  height?: number;
+}
+
+export interface ColumnsOptions extends CategoryChartOptions {
   /** Stacked bottom to top in this order. */
   series: readonly Series[];
   /** Drawn as a dashed line over the columns (e.g. another placement's total). */
   overlay?: Series;
-  yLabel: string;
-  xLabel?: string;
-  format: (v: number) => string;
-  /** Top of the value axis (default: the largest stack or overlay value). */
-  yMax?: number;
-  width?: number;
-  height?: number;
 }
 
 /** Stacked vertical columns, one per category; marks are the stacked `rect`s. */
@@ -176,17 +181,8 @@ function overlayLine(se: Series, x: (i: number) => number, y: (v: number) => num
   return `<g class="overlay"><path d="${pts.join('')}" fill="none" stroke="${se.color}" stroke-width="2" stroke-dasharray="5 3"/>${dots.join('')}</g>`;
 }
 
-export interface LinesOptions {
-  id: string;
-  categories: readonly string[];
-  series: readonly Series[];
-  yLabel: string;
-  xLabel?: string;
-  format: (v: number) => string;
+export interface LinesOptions extends CategoryChartOptions {
   yMin?: number;
-  yMax?: number;
-  width?: number;
-  height?: number;
 }
 
 /** One line per series over the categories; marks are the points (`circle`). */

@@ -16,10 +16,9 @@
  * mpt-stream.ts; the streaming evaluator (`evaluateStream`) in src/cost/stream.ts.
  */
 import { stat } from 'node:fs/promises';
-import { InputError } from '../errors.js';
 import { deriveSeed, Rng } from '../rng.js';
 import type { Model } from '../schemas.js';
-import type { LayerIndex, TokenSets, Trace, Workload, WorkloadIndex, WorkloadMeta } from '../types.js';
+import type { LayerIndex, TokenSets, Workload, WorkloadIndex, WorkloadMeta } from '../types.js';
 import { DEFAULT_INDEX, isValidation, MIN_VALIDATION_REQUESTS, validationLimit, type IndexOptions } from './indexer.js';
 import { fsError, peekContent } from './io.js';
 import { checkInt, ChunkScratch, forEachMptChunk, type ByteProgress } from './mpt-stream.js';
