@@ -48,6 +48,9 @@ export class NodeState {
   /** [N*E+1] CSR: sets from node n containing e are lSet[lStart[n*E+e] .. lStart[n*E+e+1]). */
   private readonly lStart: Int32Array;
   private readonly lSet: Int32Array;
+  /** Aligned with lSet: the set's row in cnt (i*N) and its weight (the hot loops read no other array). */
+  private readonly lRow: Int32Array;
+  private readonly lW: Float64Array;
   /** [N*E] observed load of e from sources on node n (the low-latency traffic weight). */
   readonly Ln: Float64Array;
   private readonly D: number;
@@ -88,10 +91,17 @@ export class NodeState {
     for (let q = 0; q < N * E; q++) lCount[q + 1] += lCount[q];
     this.lStart = lCount;
     this.lSet = new Int32Array(lCount[N * E]);
+    this.lRow = new Int32Array(lCount[N * E]);
+    this.lW = new Float64Array(lCount[N * E]);
     const fill = lCount.slice(0, N * E);
     for (let i = 0; i < K; i++) {
       const n = p.setSrc[i];
-      for (let j = 0; j < k; j++) this.lSet[fill[n * E + p.setEx[i * k + j]]++] = i;
+      for (let j = 0; j < k; j++) {
+        const t = fill[n * E + p.setEx[i * k + j]]++;
+        this.lSet[t] = i;
+        this.lRow[t] = i * N;
+        this.lW[t] = p.setW[i];
+      }
     }
     this.has = new Uint8Array(E * N);
     this.holders = new Int32Array(E);
@@ -240,18 +250,35 @@ export class NodeState {
       this.cost += L * ((b !== n ? 1 : 0) - (a !== n ? 1 : 0));
       // cnt is not needed in low-latency mode.
     } else {
-      const w = this.p.setW;
       const cnt = this.cnt;
-      const track = this.trackGains;
-      for (let t = this.lStart[q], end = this.lStart[q + 1]; t < end; t++) {
-        const i = this.lSet[t];
-        const ia = i * N + a;
-        const ib = i * N + b;
-        if (track) this.contribute(i, -1);
-        if (--cnt[ia] === 0 && a !== n) this.cost -= w[i];
-        if (cnt[ib]++ === 0 && b !== n) this.cost += w[i];
-        if (track) this.contribute(i, 1);
+      const row = this.lRow;
+      const lw = this.lW;
+      const from = this.lStart[q];
+      const end = this.lStart[q + 1];
+      // A set pays for node a when its last expert there leaves, for b when its first arrives
+      // (never for its own node n).
+      const wa = a !== n ? 1 : 0;
+      const wb = b !== n ? 1 : 0;
+      let delta = 0;
+      if (this.trackGains) {
+        for (let t = from; t < end; t++) {
+          const r = row[t];
+          const ca = cnt[r + a]--;
+          const cb = cnt[r + b]++;
+          if (ca === 1) delta -= wa * lw[t];
+          if (cb === 0) delta += wb * lw[t];
+          this.retarget(this.lSet[t], n, e, a, b, ca, cb);
+        }
+      } else {
+        // Branch-free: (c - 1) >>> 31 is 1 exactly when the count c is 0.
+        for (let t = from; t < end; t++) {
+          const r = row[t];
+          const ca = --cnt[r + a];
+          const cb = cnt[r + b]++;
+          delta += lw[t] * (wb * ((cb - 1) >>> 31) - wa * ((ca - 1) >>> 31));
+        }
       }
+      this.cost += delta;
     }
     this.moveLoad(q, e, a, -1);
     this.moveLoad(q, e, b, 1);
@@ -280,13 +307,11 @@ export class NodeState {
     if (b === n) return 0;
     if (this.p.lowLatency) return this.Ln[q];
     const a = this.srv[q];
-    const N = this.N;
     let s = 0;
-    for (let t = this.lStart[q], end = this.lStart[q + 1]; t < end; t++) {
-      const i = this.lSet[t];
-      const c = this.cnt[i * N + b] - (b === a ? 1 : 0);
-      if (c === 0) s += this.p.setW[i];
-    }
+    const row = this.lRow;
+    const lw = this.lW;
+    const own = b === a ? 1 : 0;
+    for (let t = this.lStart[q], end = this.lStart[q + 1]; t < end; t++) if (this.cnt[row[t] + b] === own) s += lw[t];
     return s;
   }
 
@@ -346,6 +371,58 @@ export class NodeState {
       const drop = sole ? w : 0;
       const base = (g * N + a) * N;
       for (let b = 0; b < N; b++) if (b !== a) rel[base + b] += (b !== n && this.cnt[row + b] === 0 ? w : 0) - drop;
+    }
+  }
+
+  /**
+   * The gain-table update of set i (from node n) when its expert e moved from node a to b, the
+   * counts cnt already changed (they were ca at a and cb at b): the same as taking the set's
+   * contribution out before the change and putting it back after, but touching only what the
+   * change affects: e's own rows, the rows whose sole-server status changed (servers a and b),
+   * and the columns a and b of the other rows.
+   */
+  private retarget(i: number, n: number, e: number, a: number, b: number, ca: number, cb: number): void {
+    const { N, E } = this;
+    const k = this.p.k;
+    const w = this.p.setW[i];
+    const row = i * N;
+    const cnt = this.cnt;
+    const rel = this.relGain;
+    const add = this.addGain;
+    // The set starts paying for arrivals at a (its last expert there left) and stops at b.
+    const dA = a !== n && ca === 1 ? w : 0;
+    const dB = b !== n && cb === 0 ? -w : 0;
+    for (let j = 0; j < k; j++) {
+      const g = this.p.setEx[i * k + j];
+      if (g === e) {
+        // Out with the row (e, a) under the old counts, in with (e, b) under the new.
+        const soleOld = a !== n && ca === 1 ? w : 0;
+        add[e * N + n] += soleOld;
+        let base = (e * N + a) * N;
+        for (let m = 0; m < N; m++) {
+          if (m === a) continue;
+          const c = m === b ? cb : cnt[row + m];
+          rel[base + m] -= (m !== n && c === 0 ? w : 0) - soleOld;
+        }
+        const soleNew = b !== n && cb === 0 ? w : 0;
+        add[e * N + n] -= soleNew;
+        base = (e * N + b) * N;
+        for (let m = 0; m < N; m++) if (m !== b) rel[base + m] += (m !== n && cnt[row + m] === 0 ? w : 0) - soleNew;
+        continue;
+      }
+      const s = this.srv[n * E + g];
+      const base = (g * N + s) * N;
+      if (s !== n && (s === a || s === b)) {
+        // g's server count went ca -> ca - 1 (at a) or cb -> cb + 1 (at b): g may have become or
+        // stopped being the set's only expert there.
+        const dSole = s === a ? (ca === 2 ? w : 0) : cb === 1 ? -w : 0;
+        if (dSole !== 0) {
+          add[g * N + n] -= dSole;
+          for (let m = 0; m < N; m++) if (m !== s) rel[base + m] -= dSole;
+        }
+      }
+      if (s !== a) rel[base + a] += dA;
+      if (s !== b) rel[base + b] += dB;
     }
   }
 
