@@ -108,12 +108,108 @@ describe('sampleTokensFromCounts', () => {
     for (const e of [0, 2, 3]) expect(Math.abs(seen[e] / 4000 - 1 / 3)).toBeLessThan(0.04);
   });
 
+  it('equals the plain one-draw-at-a-time sampler (fast path, redraws, linear passes, fills), and writes into given arrays', () => {
+    const cases: [Float64Array, number, number][] = [
+      [Float64Array.from({ length: 256 }, (_, e) => Math.round(1e6 / (1 + e) ** 0.8) + (e % 13)), 8, 3000],
+      [Float64Array.from({ length: 40 }, (_, e) => (e % 7 === 3 ? 0 : 1 + (e % 5))), 6, 2000],
+      [Float64Array.from([50, 30, 10, 5, 3, 1, 1]), 4, 2000], // the 3 heaviest hold > half: linear passes
+      [Float64Array.from([8, 1, 1]), 3, 500], // k = E
+      [Float64Array.from([0, 5, 0, 3, 0, 0]), 4, 500], // fewer positive counts than k
+      [Float64Array.from({ length: 64 }, (_, e) => (e < 2 ? 1e6 : 1)), 5, 4000],
+    ];
+    for (const [c, k, n] of cases) {
+      for (const seed of [1, 77]) {
+        const want = plainSample(c, k, n, 5, new Rng(seed));
+        const got = sampleTokensFromCounts(c, k, n, 5, new Rng(seed));
+        expect(Array.from(got.experts)).toEqual(Array.from(want.experts));
+        expect(Array.from(got.source)).toEqual(Array.from(want.source));
+        const into = { n: 0, k, experts: new Uint16Array(n * k).fill(9), source: new Uint16Array(n).fill(9), weight: new Float64Array(n) };
+        const again = sampleTokensFromCounts(c, k, n, 5, new Rng(seed), into);
+        expect(again.experts).toBe(into.experts);
+        expect(Array.from(again.experts)).toEqual(Array.from(want.experts));
+        expect(Array.from(again.source)).toEqual(Array.from(want.source));
+        expect(again.weight.every((w) => w === 1)).toBe(true);
+      }
+    }
+  });
+
   it('rejects bad input with InputError naming the field', () => {
     expect(() => sampleTokensFromCounts(Float64Array.from([1, -2]), 1, 5, 1, new Rng(0))).toThrow(/counts\[1\]/);
     expect(() => sampleTokensFromCounts(Float64Array.from([1, NaN]), 1, 5, 1, new Rng(0))).toThrow(InputError);
     expect(() => sampleTokensFromCounts(Float64Array.from([1, 2]), 3, 5, 1, new Rng(0))).toThrow(/3 distinct experts/);
   });
 });
+
+/**
+ * The sampler's rule one draw at a time (uniforms from rng.next(); aliases as sample.ts builds
+ * them): what sampleTokensFromCounts must draw, uniform for uniform.
+ */
+function plainSample(counts: Float64Array, k: number, n: number, numGpus: number, rng: Rng): { experts: Uint16Array; source: Uint16Array } {
+  const E = counts.length;
+  let total = 0;
+  let positive = 0;
+  for (let e = 0; e < E; e++) {
+    total += counts[e];
+    if (counts[e] > 0) positive++;
+  }
+  // Walker/Vose, as sample.ts's aliasTable.
+  const prob = new Float64Array(E);
+  const alias = new Int32Array(E);
+  const scaled = Float64Array.from(counts, (c) => (c * E) / total);
+  const small: number[] = [];
+  const large: number[] = [];
+  for (let e = 0; e < E; e++) {
+    alias[e] = e;
+    (scaled[e] < 1 ? small : large).push(e);
+  }
+  while (small.length > 0 && large.length > 0) {
+    const s = small.pop()!;
+    const l = large[large.length - 1];
+    prob[s] = scaled[s];
+    alias[s] = l;
+    scaled[l] = scaled[l] + scaled[s] - 1;
+    if (scaled[l] < 1) {
+      large.pop();
+      small.push(l);
+    }
+  }
+  for (const e of [...large, ...small]) prob[e] = 1;
+  const experts = new Uint16Array(n * k);
+  const source = new Uint16Array(n);
+  for (let i = 0; i < n; i++) {
+    source[i] = i % numGpus;
+    const chosen = new Set<number>();
+    let remaining = total;
+    for (let j = 0; j < k; j++) {
+      let e: number;
+      if (j >= Math.min(k, positive)) {
+        do e = Math.floor(rng.next() * E);
+        while (chosen.has(e));
+      } else if (remaining >= 0.5 * total) {
+        for (;;) {
+          const x = rng.next() * E;
+          const c = Math.floor(x);
+          e = x - c >= prob[c] ? alias[c] : c;
+          if (!chosen.has(e) && counts[e] > 0) break;
+        }
+      } else {
+        const u = rng.next() * remaining;
+        let acc = 0;
+        e = -1;
+        for (let x = 0; x < E; x++) {
+          if (chosen.has(x) || !(counts[x] > 0)) continue;
+          acc += counts[x];
+          e = x;
+          if (u < acc) break;
+        }
+      }
+      chosen.add(e);
+      experts[i * k + j] = e;
+      remaining -= counts[e];
+    }
+  }
+  return { experts, source };
+}
 
 /** A trace of `n` tokens per layer drawn from `counts`, with recorded ranks `t mod NG`. */
 function sampledTrace(counts: Float64Array[], k: number, n: number, NG: number, seed: number): Trace {

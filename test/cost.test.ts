@@ -6,6 +6,8 @@ import { defaultDispatch, validatePlacement } from '../src/placement.js';
 import { Rng } from '../src/rng.js';
 import type { Mode } from '../src/schemas.js';
 import { makeShape, type Shape, type TokenSets } from '../src/types.js';
+import { accumulateUniformNormal, countsLoadsAfterTokens } from '../src/cost/accumulator.js';
+import { sampleTokensFromCounts } from '../src/workload/sample.js';
 import { compressTokenSets } from '../src/workload/tokens.js';
 import { placementOf, tokenSets, toyCluster, toyModel, traceOf, traceWorkload } from './cost-helpers.js';
 
@@ -448,5 +450,103 @@ describe('invariants', () => {
     expect(arr(a.nvlOut)).toEqual(arr(b.nvlOut));
     expect(arr(a.nvlIn)).toEqual(arr(b.nvlIn));
     expect(arr(a.nvlOut)).toEqual([2, 0, 6, 1]);
+  });
+});
+
+describe('accumulateUniformNormal (sampled tokens of a counts layer, all of one weight)', () => {
+  /** A random valid layer on `s` with at most 60 experts, some replicated. */
+  function randomLayer(s: Shape, seed: number): { E: number; p2l: Int32Array; disp: Int32Array } {
+    const P = s.numSlots;
+    const E = Math.min(P - 4, 60);
+    const r = new Rng(seed);
+    const p2l = new Int32Array(P).fill(-1);
+    const ord = r.shuffle(Int32Array.from({ length: P }, (_, i) => i));
+    for (let i = 0; i < P; i++) p2l[ord[i]] = i < E ? i : r.int(E);
+    for (let p = 0; p < P; p++) {
+      const first = p - (p % s.slotsPerGpu);
+      for (let q = first; q < p; q++) if (p2l[q] === p2l[p]) p2l[p] = -1;
+    }
+    for (let e = 0; e < E; e++) if (!p2l.includes(e)) p2l[p2l.indexOf(-1)] = e;
+    return { E, p2l, disp: defaultDispatch(p2l, E, s) };
+  }
+  const FIELDS = ['rdmaOut', 'rdmaIn', 'nvlOut', 'nvlIn', 'interMsgs', 'intraMsgs', 'remoteNodes', 'tokens'] as const;
+
+  it.each([
+    [18, 8, 2], // DeepSeek-V3 EP144: per-node masks
+    [4, 8, 9], // EP32: one 32-bit GPU mask
+    [5, 8, 2],
+    [16, 2, 1], // NG = 32 over 16 nodes: per-node masks
+    [32, 4, 2], // 32 nodes, the most a 32-bit node set holds
+    [1, 4, 3], // one node: no RDMA
+    [3, 5, 4],
+  ])('gives every counter of accumulateLayer bit for bit on %i nodes x %i GPUs x %i slots', (nodes, gpn, spg) => {
+    const s = makeShape(nodes, gpn, spg);
+    const { E, p2l, disp } = randomLayer(s, nodes * 31 + gpn);
+    for (const [seed, w] of [
+      [1, 1],
+      [2, 1234.567 / 3],
+      [3, 0.1],
+    ]) {
+      const t = randomTokens(new Rng(seed), 4000, 6, E, s.numGpus);
+      t.weight.fill(w);
+      const ref = new LayerAccumulator(s);
+      accumulateLayer(ref, t, p2l, disp, E, 'normal');
+      const got = new LayerAccumulator(s);
+      got.load.fill(0);
+      expect(accumulateUniformNormal(got, t, w, p2l, disp, E)).toBe(true);
+      for (const f of FIELDS) expect(arr(got[f])).toEqual(arr(ref[f]));
+      expect(got.load.every((x) => x === 0)).toBe(true);
+      // The counts' loads follow as after accumulateLayer; a reset accumulator is reused exactly.
+      const counts = Float64Array.from({ length: E }, (_, e) => 1 + ((e * 37) % 11) / 3);
+      countsLoadsAfterTokens(ref, counts, E);
+      countsLoadsAfterTokens(got, counts, E);
+      expect(arr(got.load)).toEqual(arr(ref.load));
+      got.reset();
+      accumulateUniformNormal(got, t, w, p2l, disp, E);
+      for (const f of FIELDS) expect(arr(got[f])).toEqual(arr(ref[f]));
+    }
+  });
+
+  it('sampled tokens (sources round robin): the same layer metrics as accumulateLayer', () => {
+    const s = makeShape(18, 8, 2);
+    const { E, p2l, disp } = randomLayer(s, 5);
+    const counts = Float64Array.from({ length: E }, (_, e) => (e % 9 === 4 ? 0 : 1 + ((e * 7919) % 1000)));
+    const t = sampleTokensFromCounts(counts, 8, 144 * 40, s.numGpus, new Rng(8));
+    const w = 12345.678 / t.n;
+    t.weight.fill(w);
+    const ref = new LayerAccumulator(s);
+    accumulateLayer(ref, t, p2l, disp, E, 'normal');
+    const got = new LayerAccumulator(s);
+    expect(accumulateUniformNormal(got, t, w, p2l, disp, E)).toBe(true);
+    countsLoadsAfterTokens(ref, counts, E);
+    countsLoadsAfterTokens(got, counts, E);
+    const model = toyModel(E, 8);
+    const opts = parseCostOptions({});
+    expect(finishLayer(got, 0, model, toyCluster(s), opts)).toEqual(finishLayer(ref, 0, model, toyCluster(s), opts));
+  });
+
+  it('declines (false, nothing counted) where accumulateLayer takes the direct kernel, with a matrix, G > 8 or > 32 nodes', () => {
+    for (const [nodes, gpn, spg, n, matrix] of [
+      [4, 8, 9, 100, false], // too few tokens for the grouped kernels
+      [4, 8, 9, 4000, true],
+      [2, 10, 1, 4000, false],
+      [33, 1, 2, 4000, false],
+    ] as const) {
+      const s = makeShape(nodes, gpn, spg);
+      const { E, p2l, disp } = randomLayer(s, 9);
+      const t = randomTokens(new Rng(4), n, 6, E, s.numGpus);
+      const acc = new LayerAccumulator(s, matrix);
+      expect(accumulateUniformNormal(acc, t, 2, p2l, disp, E)).toBe(false);
+      for (const f of FIELDS) expect(acc[f].every((x) => x === 0)).toBe(true);
+    }
+  });
+
+  it('rejects a dispatch entry that points at the wrong expert, as accumulateLayer does', () => {
+    const s = makeShape(4, 8, 9);
+    const { E, p2l, disp } = randomLayer(s, 3);
+    const bad = disp.slice();
+    bad[5] = disp[6];
+    const t = randomTokens(new Rng(4), 4000, 6, E, s.numGpus);
+    expect(() => accumulateUniformNormal(new LayerAccumulator(s), t, 1, p2l, bad, E)).toThrow(InputError);
   });
 });

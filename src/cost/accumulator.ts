@@ -21,7 +21,9 @@
  * - `pairs` (low-latency, NG <= 1024): weighted (source, destination) pair counts `[NG*NG]`, turned
  *   into loads and messages when the call ends.
  * `accumulateLayer` picks the grouped/pairs kernels when the chunk is large enough to pay for the
- * final derivation, the direct one otherwise.
+ * final derivation, the direct one otherwise. `accumulateUniformNormal` is the grouped kernels for
+ * tokens of one weight (the sampled tokens of a counts layer), counting in integers: the same
+ * values bit for bit, several times faster.
  */
 import { InputError } from '../errors.js';
 import type { Mode } from '../schemas.js';
@@ -89,6 +91,8 @@ export class LayerAccumulator {
   pairs: Float64Array | null = null;
   /** @internal [NG*E] destination GPU per (source, expert), rebuilt per call. */
   destGpu: Int32Array = new Int32Array(0);
+  /** @internal scratch of `accumulateUniformNormal` (lazily allocated). */
+  uniform: UniformScratch | null = null;
 
   constructor(shape: Shape, withMatrix = false) {
     const NG = shape.numGpus;
@@ -609,6 +613,217 @@ function flushPairs(acc: LayerAccumulator): void {
     intraMsgs[s] += nvl;
     rdmaOut[s] += rdma;
     interMsgs[s] += rdma;
+  }
+}
+
+/**
+ * `accumulateLayer` in normal mode for tokens that all weigh `w` (`tokens.weight` is not read), in
+ * one call on an accumulator whose counters are all zero (just made or `reset`), leaving `acc.load`
+ * zero: the sampled tokens of a counts-only layer, whose loads come from the counts
+ * (`countsLoadsAfterTokens`, which may follow as after `accumulateLayer`).
+ *
+ * Every other counter gets exactly (bit for bit) the value `accumulateLayer` gives it, at a
+ * fraction of the cost: a sum of c equal terms w from zero depends on c only, so the counters
+ * that grow by w (tokens per source, RDMA messages into each landing GPU, the histogram bins of the
+ * grouped kernels) are counted in integers and turned into floats at the end through the table
+ * of those sums (`uniformSums`); the per-token sums (w x remote nodes, w x NVLink messages) are
+ * added in token order as the grouped kernels add them, and the NVLink counters come from the
+ * histogram as theirs do (`flushHist`).
+ *
+ * Applies only where `accumulateLayer` would take a grouped kernel (G <= 8 and enough tokens, see
+ * `accumulateLayerWith`; the direct kernel adds in another order), with at most 32 nodes and no
+ * traffic matrix: returns false otherwise, having changed nothing (the caller then uses
+ * `accumulateLayer`).
+ * @throws InputError as `accumulateLayer` (bad dispatch entry, token source or expert id).
+ * @internal
+ */
+export function accumulateUniformNormal(acc: LayerAccumulator, tokens: TokenSets, w: number, phy2log: Int32Array, dispatch: Int32Array, numExperts: number): boolean {
+  const { n, k } = tokens;
+  const { numGpus: NG, gpusPerNode: G } = acc.shape;
+  if (acc.matrix !== null || G > GROUPED_MAX_G || !(4 * n * k >= NG << G) || acc.shape.nodes > 32) return false;
+  const E = numExperts;
+  const dg = destGpuTable(acc, phy2log, dispatch, E);
+  checkTokens(tokens, E, NG);
+  if (n === 0) return true;
+  const scratch = uniformScratch(acc, E);
+  // One hot loop per function below: each is optimized whole from its first calls (a loop
+  // optimized in the middle of a function deoptimizes on the code after it, not yet run).
+  if (NG <= 32 && acc.shape.nodes <= 8) {
+    gpuBits(dg, NG * E, scratch.code);
+    uniformMask(acc, tokens, w, E, scratch);
+  } else {
+    nodeCodes(dg, NG * E, acc.nodeOf, acc.bitOf, scratch.code);
+    uniformNodes(acc, tokens, w, E, scratch);
+  }
+  // Counts -> the sums accumulateLayer builds (no count exceeds the tokens), the histogram sent
+  // as flushHist sends it.
+  const sums = uniformSums(w, n, scratch);
+  countsToSums(scratch.tokCnt, sums, acc.tokens);
+  countsToSums(scratch.rdmaCnt, sums, acc.rdmaIn);
+  flushHistCounts(acc, scratch.histCnt, sums);
+  flushPerSource(acc);
+  return true;
+}
+
+/** Integer counters of `accumulateUniformNormal` (all zero between calls) and its table of sums. */
+export interface UniformScratch {
+  /** [NG] tokens per source GPU. */
+  tokCnt: Int32Array;
+  /** [NG] RDMA messages into each (landing) GPU. */
+  rdmaCnt: Int32Array;
+  /** [NG * 2^G] the grouped kernels' histogram, in tokens. */
+  histCnt: Int32Array;
+  /** [NG*E] per (source, expert): the serving GPU's node << 8 | its bit in the node (nodes kernel), or 1 << GPU (mask kernel). */
+  code: Int32Array;
+  /** sums[c] = w + w + ... (c terms, from 0). */
+  sums: Float64Array;
+}
+
+function uniformScratch(acc: LayerAccumulator, E: number): UniformScratch {
+  const NG = acc.shape.numGpus;
+  const G = acc.shape.gpusPerNode;
+  acc.uniform ??= { tokCnt: new Int32Array(NG), rdmaCnt: new Int32Array(NG), histCnt: new Int32Array(NG << G), code: new Int32Array(0), sums: new Float64Array(0) };
+  if (acc.uniform.code.length < NG * E) acc.uniform.code = new Int32Array(NG * E);
+  return acc.uniform;
+}
+
+/** sums[c] for c = 0..most: c terms w added one after the other from 0, as a counter grows. */
+function uniformSums(w: number, most: number, scratch: UniformScratch): Float64Array {
+  if (scratch.sums.length < most + 1) scratch.sums = new Float64Array(most + 1);
+  const sums = scratch.sums;
+  let x = 0;
+  sums[0] = 0;
+  for (let c = 1; c <= most; c++) {
+    x += w;
+    sums[c] = x;
+  }
+  return sums;
+}
+
+/** out[g] = sums[counts[g]]; zeroes `counts`. */
+function countsToSums(counts: Int32Array, sums: Float64Array, out: Float64Array): void {
+  for (let g = 0; g < counts.length; g++) {
+    out[g] = sums[counts[g]];
+    counts[g] = 0;
+  }
+}
+
+/** [NG*E] 1 << GPU of `dg` (the mask kernel's table). */
+function gpuBits(dg: Int32Array, size: number, out: Int32Array): void {
+  for (let i = 0; i < size; i++) out[i] = 1 << dg[i];
+}
+
+/** [NG*E] node << 8 | bit in the node of the GPUs of `dg` (the nodes kernel's table). */
+function nodeCodes(dg: Int32Array, size: number, nodeOf: Int32Array, bitOf: Int32Array, out: Int32Array): void {
+  for (let i = 0; i < size; i++) {
+    const d = dg[i];
+    out[i] = (nodeOf[d] << 8) | bitOf[d];
+  }
+}
+
+/** `flushHist` on the histogram in tokens: bin weight sums[count]. Zeroes `histCnt`. */
+function flushHistCounts(acc: LayerAccumulator, histCnt: Int32Array, sums: Float64Array): void {
+  const { nvlOut, nvlIn, localOf, nodeBase } = acc;
+  const NG = acc.shape.numGpus;
+  const G = acc.shape.gpusPerNode;
+  const V = 1 << G;
+  for (let q = 0; q < NG; q++) {
+    const l = localOf[q];
+    const mb = nodeBase[q];
+    const notOwn = ~(1 << l);
+    const off = q << G;
+    histCnt[off] = 0; // bin 0 (no GPU of the node used): nothing to send
+    for (let v = 1; v < V; v++) {
+      const c = histCnt[off + v];
+      if (c === 0) continue;
+      histCnt[off + v] = 0;
+      const h = sums[c];
+      let bits = v & notOwn;
+      nvlOut[q] += h * POP8[bits];
+      while (bits !== 0) {
+        const b = 31 - Math.clz32(bits & -bits);
+        bits &= bits - 1;
+        nvlIn[mb + b] += h;
+      }
+    }
+  }
+}
+
+/** `normalMask` in integer counts (see accumulateUniformNormal). */
+function uniformMask(acc: LayerAccumulator, ts: TokenSets, w: number, E: number, scratch: UniformScratch): void {
+  const { n, k, experts, source } = ts;
+  const { intraMsgs, perSource, nodeOf, localOf } = acc;
+  const { gpusPerNode: G, nodes } = acc.shape;
+  const { tokCnt, rdmaCnt, histCnt, code: bit } = scratch;
+  const VM = (1 << G) - 1;
+  for (let t = 0; t < n; t++) {
+    const s = source[t];
+    const row = s * E;
+    const base = t * k;
+    let gm = 0;
+    for (let j = 0; j < k; j++) gm |= bit[row + experts[base + j]];
+    const l = localOf[s];
+    const own = nodeOf[s] * G;
+    const vo = (gm >>> own) & VM;
+    histCnt[(s << G) + vo]++; // vo = 0 lands in bin 0, ignored
+    let intra = POP8[vo] - ((vo >>> l) & 1);
+    gm &= ~(VM << own);
+    let remote = 0;
+    if (gm !== 0) {
+      for (let m = 0; m < nodes; m++) {
+        const sh = m * G;
+        const v = (gm >>> sh) & VM;
+        if (v === 0) continue;
+        const q = sh + l;
+        histCnt[(q << G) + v]++;
+        rdmaCnt[q]++;
+        intra += POP8[v] - ((v >>> l) & 1);
+        remote++;
+      }
+    }
+    tokCnt[s]++;
+    perSource[s] += w * remote;
+    intraMsgs[s] += w * intra;
+  }
+}
+
+/** `normalNodes` in integer counts (see accumulateUniformNormal); at most 32 nodes. */
+function uniformNodes(acc: LayerAccumulator, ts: TokenSets, w: number, E: number, scratch: UniformScratch): void {
+  const { n, k, experts, source } = ts;
+  const { intraMsgs, perSource, nodeOf, localOf, nodeMask } = acc;
+  const G = acc.shape.gpusPerNode;
+  const { tokCnt, rdmaCnt, histCnt, code } = scratch;
+  for (let t = 0; t < n; t++) {
+    const s = source[t];
+    const row = s * E;
+    const base = t * k;
+    // The nodes the token uses (a bit each) and its GPUs in each of them.
+    let used = 0;
+    for (let j = 0; j < k; j++) {
+      const c = code[row + experts[base + j]];
+      const m = c >>> 8;
+      used |= 1 << m;
+      nodeMask[m] |= c & 255;
+    }
+    const ns = nodeOf[s];
+    const l = localOf[s];
+    let remote = 0;
+    let intra = 0;
+    while (used !== 0) {
+      const m = 31 - Math.clz32(used & -used);
+      used &= used - 1;
+      const v = nodeMask[m];
+      nodeMask[m] = 0;
+      const q = m * G + l;
+      histCnt[(q << G) + v]++;
+      intra += POP8[v] - ((v >>> l) & 1);
+      const r = m !== ns ? 1 : 0;
+      remote += r;
+      rdmaCnt[q] += r;
+    }
+    tokCnt[s]++;
+    perSource[s] += w * remote;
+    intraMsgs[s] += w * intra;
   }
 }
 

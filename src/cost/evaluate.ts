@@ -9,7 +9,7 @@ import type { Cluster, CostOptions, CostOptionsInput, Mode, Model } from '../sch
 import type { Placement, TokenSets, Workload } from '../types.js';
 import { sampleTokensFromCounts } from '../workload/sample.js';
 import { tokenSetsOfLayer } from '../workload/tokens.js';
-import { accumulateLayer, countsLoads, countsLoadsAfterTokens, LayerAccumulator } from './accumulator.js';
+import { accumulateLayer, accumulateUniformNormal, countsLoads, countsLoadsAfterTokens, LayerAccumulator } from './accumulator.js';
 import { finishLayer, sum, trafficMatrixOf, type Evaluation, type LayerMetrics } from './metrics.js';
 
 /** Parse cost options with zod; a bad option becomes an InputError naming `options.<field>`. */
@@ -85,6 +85,8 @@ export function evaluate(args: {
   const matrices: Float64Array[] = [];
 
   const baseTokens = workload.kind === 'trace' ? tokenSetsOfLayer(workload.trace, 0, NG) : null;
+  // A counts workload's sampled tokens: one layer's arrays reused for the next.
+  let sample: TokenSets | null = null;
   for (let l = 0; l < L; l++) {
     acc.reset();
     const dispatch = dispatchOf(placement, l);
@@ -98,10 +100,15 @@ export function evaluate(args: {
       const total = sum(counts) / k;
       if (total > 0) {
         const n = Math.ceil(opts.sampleTokens / NG) * NG;
-        const ts = sampleTokensFromCounts(counts, k, n, NG, new Rng(deriveSeed(opts.seed, l)));
-        ts.weight.fill(total / n);
-        accumulateLayer(acc, ts, phy2log, dispatch, E, opts.mode);
-        // accumulateLayer checked the tables and left their destination GPUs in acc.
+        const ts = sampleTokensFromCounts(counts, k, n, NG, new Rng(deriveSeed(opts.seed, l)), sample ?? undefined);
+        sample = ts;
+        const w = total / n;
+        // Every sampled token weighs w: counted in integers where that gives the same sums.
+        if (opts.mode !== 'normal' || !accumulateUniformNormal(acc, ts, w, phy2log, dispatch, E)) {
+          ts.weight.fill(w);
+          accumulateLayer(acc, ts, phy2log, dispatch, E, opts.mode);
+        }
+        // The call above checked the tables and left their destination GPUs in acc.
         countsLoadsAfterTokens(acc, counts, E);
       } else countsLoads(acc, counts, phy2log, dispatch, E);
     }
