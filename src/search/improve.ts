@@ -8,7 +8,10 @@
  * - relocate: the replica of e on node a goes to node b (b has a free slot);
  * - swap: e on a and f on b trade nodes;
  * - add: a new replica of e on node b (b has a free slot);
- * - drop: a redundant replica of e on node a goes away (frees a slot for a later move).
+ * - drop: a redundant replica of e on node a goes away (frees a slot for a later move);
+ * - replace: a redundant replica of e on node a gives its slot to a new replica of f (a full
+ *   node changes which expert it replicates in one step; as a drop then an add it would have to
+ *   pass through the worse state in between).
  * Every candidate gets an estimate from one sweep over the token sets of its expert
  * (NodeState.relGain / addGain, tables kept up to date by every applied move); the best `shortlist` estimates are then scored exactly
  * (applied, measured, rolled back). The objective is traffic + lambda x limit violation, and only
@@ -43,6 +46,7 @@ const RELOCATE = 0;
 const SWAP = 1;
 const ADD = 2;
 const DROP = 3;
+const REPLACE = 4;
 
 /**
  * The best `cap` candidate moves of one step by estimate (ascending), in preallocated typed arrays;
@@ -84,6 +88,24 @@ class Moves {
   }
 }
 
+/**
+ * Keep the `T` least values of list `r` (lists of T entries: experts in `ex`, values in `val`,
+ * lengths in `len`), sorted ascending, by insertion.
+ */
+function keepBest(ex: Int32Array, val: Float64Array, len: Int32Array, r: number, T: number, e: number, v: number): void {
+  let n = len[r];
+  if (n === T && v >= val[r * T + n - 1]) return;
+  if (n < T) n = ++len[r];
+  let j = n - 1;
+  while (j > 0 && val[r * T + j - 1] > v) {
+    val[r * T + j] = val[r * T + j - 1];
+    ex[r * T + j] = ex[r * T + j - 1];
+    j--;
+  }
+  val[r * T + j] = v;
+  ex[r * T + j] = e;
+}
+
 /** Apply move i of `mv` to the state (through its logged primitives). */
 function apply(st: NodeState, mv: Moves, i: number): void {
   const e = mv.e[i];
@@ -109,9 +131,17 @@ function apply(st: NodeState, mv: Moves, i: number): void {
       st.addReplica(e, b);
       st.reserve(e);
       break;
-    default:
+    case DROP:
       st.dropReplica(e, a);
       st.reserve(e);
+      break;
+    default: {
+      const f = mv.f[i];
+      st.dropReplica(e, a);
+      st.addReplica(f, a);
+      st.reserve(e);
+      st.reserve(f);
+    }
   }
 }
 
@@ -131,6 +161,13 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
   const topE = new Int32Array(N * N * T);
   const topG = new Float64Array(N * N * T);
   const topN = new Int32Array(N * N);
+  // Per node: the T best drop and add estimates there and their experts (replace moves).
+  const dropE = new Int32Array(N * T);
+  const dropG = new Float64Array(N * T);
+  const dropN = new Int32Array(N);
+  const addE = new Int32Array(N * T);
+  const addG = new Float64Array(N * T);
+  const addN = new Int32Array(N);
   const locked = new Uint8Array(E);
   const rel = st.relGain;
   const objective = (): number => st.cost + lambda * st.violation();
@@ -152,14 +189,22 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
       if ((step & 7) === 7 && opts.deadline !== undefined && Date.now() > opts.deadline) break;
       mv.n = 0;
       topN.fill(0);
+      dropN.fill(0);
+      addN.fill(0);
       for (let e = 0; e < E; e++) {
         if (locked[e]) continue;
         const many = st.holders[e] > 1;
         let dropBest = Infinity;
         let dropAt = -1;
         for (let a = 0; a < N; a++) {
-          if (!st.has[e * N + a]) continue;
+          if (!st.has[e * N + a]) {
+            keepBest(addE, addG, addN, a, T, e, st.addGain[e * N + a]);
+            continue;
+          }
           const off = (e * N + a) * N;
+          let dropHere = Infinity;
+          if (many) for (let b = 0; b < N; b++) if (b !== a && st.has[e * N + b] && rel[off + b] < dropHere) dropHere = rel[off + b];
+          if (dropHere < Infinity) keepBest(dropE, dropG, dropN, a, T, e, dropHere);
           for (let b = 0; b < N; b++) {
             if (b === a) continue;
             if (st.has[e * N + b]) {
@@ -171,20 +216,8 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
               continue;
             }
             if (st.slotsUsed[b] < cap) mv.push(RELOCATE, e, a, -1, b, rel[off + b]);
-            // Keep the T best a -> b relocations for swaps (insertion into a short sorted list).
-            const pr = a * N + b;
-            let len = topN[pr];
-            if (len < T || rel[off + b] < topG[pr * T + len - 1]) {
-              if (len < T) len = ++topN[pr];
-              let j = len - 1;
-              while (j > 0 && topG[pr * T + j - 1] > rel[off + b]) {
-                topG[pr * T + j] = topG[pr * T + j - 1];
-                topE[pr * T + j] = topE[pr * T + j - 1];
-                j--;
-              }
-              topG[pr * T + j] = rel[off + b];
-              topE[pr * T + j] = e;
-            }
+            // Keep the T best a -> b relocations for swaps.
+            keepBest(topE, topG, topN, a * N + b, T, e, rel[off + b]);
           }
         }
         if (dropAt >= 0) mv.push(DROP, e, dropAt, -1, -1, dropBest);
@@ -200,6 +233,15 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
               const f = topE[ba * T + y];
               if (e !== f) mv.push(SWAP, e, a, f, b, topG[ab * T + x] + topG[ba * T + y]);
             }
+          }
+        }
+      }
+      for (let a = 0; a < N; a++) {
+        for (let x = 0; x < dropN[a]; x++) {
+          for (let y = 0; y < addN[a]; y++) {
+            const e = dropE[a * T + x];
+            const f = addE[a * T + y];
+            if (e !== f) mv.push(REPLACE, e, a, f, a, dropG[a * T + x] + addG[a * T + y]);
           }
         }
       }
@@ -225,7 +267,7 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
       st.trackGains = false;
       moves++;
       locked[mv.e[choice]] = 1;
-      if (mv.kind[choice] === SWAP) locked[mv.f[choice]] = 1;
+      if (mv.kind[choice] === SWAP || mv.kind[choice] === REPLACE) locked[mv.f[choice]] = 1;
       const feasible = st.violation() === 0;
       const obj = objective();
       if ((feasible && !bestFeasible) || ((feasible || !bestFeasible) && obj < bestObj - 1e-9 * Math.abs(bestObj))) {
