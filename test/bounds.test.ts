@@ -359,6 +359,15 @@ describe('pairingBound (two slots per GPU, splittable loads)', () => {
     expect(ratios[2]).toBeGreaterThan(1.02);
   });
 
+  it('the same bounds as always for these loads (the search and the weights are exact, in floating point)', () => {
+    const rng = new Rng(41);
+    const got = [144, 136, 160, 200].map((NG, t) => {
+      const w = Float64Array.from({ length: 256 }, () => Math.round(Math.exp(rng.normal() * (0.6 + 0.3 * t)) * 1000));
+      return maxLoadLowerBoundDetail(w, NG, 2).bound;
+    });
+    expect(got).toEqual([2247.5216488022784, 4722.478155579673, 4177.80604038258, 3028.8]);
+  });
+
   const v3 = `${DATA}/deepseek-v3-sglang/decode_in1000out1000.json`;
   it.skipIf(!existsSync(v3))('real DeepSeek-V3 decode counts on 18 x 8 GPUs x 2 slots: tighter on the median layer (opt-in: /work/shared/data)', async () => {
     const model = resolveModel('deepseek-v3');

@@ -111,25 +111,40 @@ const SPLIT_ENUMERATION_LIMIT = 16;
  */
 export function splitWeight(x: number, theta: number, a: number): number {
   if (x <= 0) return Math.min(a, 0.5, 1 - a);
+  return x <= 1 ? lightSplit(x, theta, a) : heavySplit(x, theta, a);
+}
+
+// splitWeight in two small functions, which V8 inlines where pairingWeight calls them (a call it
+// does not inline returns its float boxed: millions of allocations a bound).
+
+/** `splitWeight` for 0 < x <= 1. */
+function lightSplit(x: number, theta: number, a: number): number {
   const small = 1 - theta;
-  if (x <= 1) {
-    // The enumeration below for x <= 1 (b <= 1, m <= 2): small pieces only; one medium (plus small
-    // ones past theta); two mediums; one big.
-    const smalls = a * Math.ceil(x / small - 1e-12);
-    const medium = x < theta ? 0.5 : Math.min(1, 0.5 + a * Math.ceil((x - theta) / small - 1e-12));
-    return Math.min(smalls, medium, 1 - a);
-  }
+  // The enumeration of heavySplit for x <= 1 (b <= 1, m <= 2): small pieces only; one medium
+  // (plus small ones past theta); two mediums; one big.
+  const smalls = a * Math.ceil(x / small - 1e-12);
+  const medium = x < theta ? 0.5 : Math.min(1, 0.5 + a * Math.ceil((x - theta) / small - 1e-12));
+  return Math.min(smalls, medium, 1 - a);
+}
+
+/** `splitWeight` for x > 1. */
+function heavySplit(x: number, theta: number, a: number): number {
+  const small = 1 - theta;
   if (x > SPLIT_ENUMERATION_LIMIT) return x * Math.min(a / small, 1 / (2 * theta), 1 - a);
   let best = Infinity;
   const maxB = Math.ceil(x);
-  for (let b = 0; b <= maxB; b++) {
+  for (let b = maxB; b >= 0; b--) {
     const r = x - b;
     const maxM = r > 0 ? Math.ceil(r / theta) : 0;
+    const bigs = (1 - a) * b;
     for (let m = 0; m <= maxM; m++) {
+      // The rest of the row weighs at least 0.5 m + (1 - a) b, in floating point too (the
+      // rounded sums are monotone): none of it goes below `best`.
+      if (0.5 * m + bigs >= best) break;
       const left = r - m * theta;
       let sm = left > 0 ? Math.ceil(left / small - 1e-12) : 0;
       if (b + m + sm === 0) sm = 1;
-      const w = a * sm + 0.5 * m + (1 - a) * b;
+      const w = a * sm + 0.5 * m + bigs;
       if (w < best) best = w;
     }
   }
@@ -180,44 +195,63 @@ export function pairingBound(loads: Float64Array, numGpus: number, from = 0): nu
   const asc = Float64Array.from(loads).sort();
   // The best weighting so far fails at br[0] = lo (a proven bound) and not at br[1] = hi (0: none
   // fails yet). A weighting raises the bound when it fails at the frontier: hi, or lo while none
-  // has failed.
+  // has failed. (Plain loops and locals, no closures or arrays made per step: V8 runs these
+  // loops well from their first iterations, before they are optimized.)
   const br = Float64Array.of(from > 0 ? from : total / numGpus, 0);
-  const frontier = (): number => (br[1] > 0 ? br[1] : br[0]);
-  for (const th of PAIRING_THETAS) {
-    for (const sa of PAIRING_SMALL) {
-      const at = frontier();
+  const nt = PAIRING_THETAS.length;
+  const ns = PAIRING_SMALL.length;
+  for (let i = 0; i < nt; i++) {
+    for (let j = 0; j < ns; j++) {
+      const th = PAIRING_THETAS[i];
+      const sa = PAIRING_SMALL[j];
+      const at = frontier(br);
       if (pairingWeight(asc, at, th, sa) > limit) bracketTStar(asc, limit, th, sa, at, br);
     }
   }
   // Starts: the grid weightings with the largest sums at the frontier, by sum descending.
   const starts = new Float64Array(3 * PAIRING_STARTS).fill(-Infinity);
-  for (const th of PAIRING_THETAS) {
-    for (const sa of PAIRING_SMALL) {
-      const w = pairingWeight(asc, frontier(), th, sa);
-      let i = PAIRING_STARTS;
-      while (i > 0 && starts[3 * (i - 1)] < w) {
-        if (i < PAIRING_STARTS) starts.copyWithin(3 * i, 3 * (i - 1), 3 * i);
-        i--;
+  for (let i = 0; i < nt; i++) {
+    for (let j = 0; j < ns; j++) {
+      const th = PAIRING_THETAS[i];
+      const sa = PAIRING_SMALL[j];
+      const w = pairingWeight(asc, frontier(br), th, sa);
+      let at = PAIRING_STARTS;
+      while (at > 0 && starts[3 * (at - 1)] < w) {
+        if (at < PAIRING_STARTS) starts.copyWithin(3 * at, 3 * (at - 1), 3 * at);
+        at--;
       }
-      if (i < PAIRING_STARTS) starts.set([w, th, sa], 3 * i);
+      if (at < PAIRING_STARTS) {
+        starts[3 * at] = w;
+        starts[3 * at + 1] = th;
+        starts[3 * at + 2] = sa;
+      }
     }
   }
   // Pattern search from each start, climbing the sum at the frontier; a weighting that fails there
   // raises the bound (and moves the frontier, where the climb goes on).
   for (let s = 0; s < PAIRING_STARTS; s++) {
-    let [best, theta, a] = [starts[3 * s], starts[3 * s + 1], starts[3 * s + 2]];
+    let best = starts[3 * s];
+    let theta = starts[3 * s + 1];
+    let a = starts[3 * s + 2];
     for (let dt = 0.0125, da = 0.025, halvings = 0; halvings < PAIRING_REFINE_STEPS; ) {
       let moved = false;
-      for (const [t2, a2] of [[theta + dt, a], [theta - dt, a], [theta, a + da], [theta, a - da]]) {
+      // The four neighbours of the point at the start of the round, in this order.
+      const t0 = theta;
+      const a0 = a;
+      for (let dir = 0; dir < 4; dir++) {
+        const t2 = dir === 0 ? t0 + dt : dir === 1 ? t0 - dt : t0;
+        const a2 = dir === 2 ? a0 + da : dir === 3 ? a0 - da : a0;
         if (!(t2 > 0.5 && t2 < 1 && a2 >= 0 && a2 <= 0.5)) continue;
-        let w = pairingWeight(asc, frontier(), t2, a2);
+        let w = pairingWeight(asc, frontier(br), t2, a2);
         if (w > limit) {
-          bracketTStar(asc, limit, t2, a2, frontier(), br);
+          bracketTStar(asc, limit, t2, a2, frontier(br), br);
           w = pairingWeight(asc, br[1], t2, a2);
           best = -Infinity; // the frontier moved: compare at the new one
         }
         if (w > best) {
-          [best, theta, a] = [w, t2, a2];
+          best = w;
+          theta = t2;
+          a = a2;
           moved = true;
         }
       }
@@ -229,6 +263,11 @@ export function pairingBound(loads: Float64Array, numGpus: number, from = 0): nu
     }
   }
   return br[1] > 0 ? br[0] : 0;
+}
+
+/** The least T known not to fail: br[1], or br[0] while no weighting has failed (see pairingBound). */
+function frontier(br: Float64Array): number {
+  return br[1] > 0 ? br[1] : br[0];
 }
 
 /**
@@ -266,24 +305,28 @@ function pairingWeight(asc: Float64Array, T: number, theta: number, a: number): 
   const n = countAtMost(asc, (1 - theta) * T);
   const light = Math.max(n, countAtMost(asc, T));
   let sum = n * a;
+  // (T > 0: a load in ((1 - theta) T, T] is in (0, 1] in units of T, one above T at least 1.)
   for (let e = n; e < light; ) {
-    const v = splitWeight(asc[e] / T, theta, a);
+    const v = lightSplit(asc[e] / T, theta, a);
     // The run is e..last: gallop while the weight stays v, then bisect the last step.
     let last = e;
     let step = 1;
-    while (last + step < light && splitWeight(asc[last + step] / T, theta, a) <= v) {
+    while (last + step < light && lightSplit(asc[last + step] / T, theta, a) <= v) {
       last += step;
       step *= 2;
     }
     for (let out = Math.min(last + step, light); out - last > 1; ) {
       const mid = (last + out) >>> 1;
-      if (splitWeight(asc[mid] / T, theta, a) <= v) last = mid;
+      if (lightSplit(asc[mid] / T, theta, a) <= v) last = mid;
       else out = mid;
     }
     sum += (last - e + 1) * v;
     e = last + 1;
   }
-  for (let e = light; e < E; e++) sum += splitWeight(asc[e] / T, theta, a);
+  for (let e = light; e < E; e++) {
+    const x = asc[e] / T;
+    sum += x <= 1 ? lightSplit(x, theta, a) : heavySplit(x, theta, a);
+  }
   return sum;
 }
 
