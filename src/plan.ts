@@ -31,6 +31,8 @@ export interface BuildPlanArgs {
   bounds?: PlanBounds;
   provenance?: PlanProvenance;
   migration?: PlanFile['migration'];
+  /** The caller has just run `validatePlacement` on `placement`: not checked again. */
+  placementValidated?: boolean;
 }
 
 /**
@@ -41,7 +43,7 @@ export interface BuildPlanArgs {
 export function buildPlanFile(args: BuildPlanArgs): PlanFile {
   const { model, cluster, placement } = args;
   checkPlacementFits(placement, model, shapeOfCluster(cluster));
-  validatePlacement(placement);
+  if (!args.placementValidated) validatePlacement(placement);
   const E = placement.numExperts;
   const NG = placement.shape.numGpus;
   const phy2log: number[][] = [];
@@ -81,8 +83,9 @@ export function buildPlanFile(args: BuildPlanArgs): PlanFile {
     provenance: args.provenance,
     migration: args.migration,
   };
-  // The tables were just built here: the plan file keeps them.
-  return canonicalOf(plan, false);
+  // The tables were just built here of a valid placement's integers: the plan file keeps them
+  // (not checked again).
+  return canonicalOf(plan, false, false);
 }
 
 /** a[from..to) as a plain array (a loop: ~4x faster than Array.from on a typed array). */
@@ -181,6 +184,11 @@ function intTable(v: unknown, depth: number, copy: boolean): unknown[] | null {
  * arrays, not shared with anyone: they are then used as they are).
  */
 export function parsePlan(value: unknown, location: Omit<InputLocation, 'field'> = {}, copyTables = true): PlanFile {
+  return parsePlanWith(value, location, copyTables, true);
+}
+
+/** `parsePlan`; with `checkTables` false the tables are taken as they are (arrays the caller built of integers). */
+function parsePlanWith(value: unknown, location: Omit<InputLocation, 'field'>, copyTables: boolean, checkTables: boolean): PlanFile {
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const obj = value as Record<string, unknown>;
     const rest: Record<string, unknown> = { ...obj };
@@ -188,7 +196,7 @@ export function parsePlan(value: unknown, location: Omit<InputLocation, 'field'>
     let ok = true;
     for (const [key, depth] of PLAN_TABLES) {
       if (obj[key] === undefined) continue;
-      const t = intTable(obj[key], depth, copyTables);
+      const t = checkTables || !Array.isArray(obj[key]) ? intTable(obj[key], depth, copyTables) : (obj[key] as unknown[]);
       if (t === null) {
         ok = false;
         break;
@@ -208,9 +216,9 @@ export function canonicalPlan(plan: PlanFile): PlanFile {
   return canonicalOf(plan, true);
 }
 
-/** `canonicalPlan`, sharing the integer tables of `plan` unless `copyTables`. */
-function canonicalOf(plan: PlanFile, copyTables: boolean): PlanFile {
-  const p = parsePlan(plan, {}, copyTables);
+/** `canonicalPlan`, sharing the integer tables of `plan` unless `copyTables`; `checkTables` as parsePlanWith. */
+function canonicalOf(plan: PlanFile, copyTables: boolean, checkTables = true): PlanFile {
+  const p = parsePlanWith(plan, {}, copyTables, checkTables);
   if (p.cluster.gpu.sources) p.cluster.gpu.sources = sortedRecord(p.cluster.gpu.sources);
   if (p.provenance) {
     p.provenance.options = sortedRecord(p.provenance.options);
@@ -221,6 +229,24 @@ function canonicalOf(plan: PlanFile, copyTables: boolean): PlanFile {
 
 /** Writes the decimal digits of the int32 x into b at `at` (room for 11 bytes); returns the end. */
 function writeInt(b: Uint8Array, at: number, x: number): number {
+  // Most numbers of a plan are small (slots, experts, GPUs): one to three digits directly.
+  if (x >= 0 && x < 1000) {
+    if (x < 10) {
+      b[at] = 48 + x;
+      return at + 1;
+    }
+    const q = (x / 10) | 0;
+    if (x < 100) {
+      b[at] = 48 + q;
+      b[at + 1] = 48 + x - 10 * q;
+      return at + 2;
+    }
+    const h = (q / 10) | 0;
+    b[at] = 48 + h;
+    b[at + 1] = 48 + q - 10 * h;
+    b[at + 2] = 48 + x - 10 * q;
+    return at + 3;
+  }
   let v = x; // -0 arrives as 0 (x | 0), as JSON.stringify writes it
   if (v < 0) {
     b[at++] = 45; // '-'
@@ -245,11 +271,11 @@ export function stringifyPlan(plan: PlanFile): string {
   return planBytes(plan).toString('utf8');
 }
 
-/** `stringifyPlan` as UTF-8 bytes. */
-function planBytes(plan: PlanFile): Buffer {
+/** `stringifyPlan` as UTF-8 bytes (of `plan` as it is when `asBuilt`: see writePlanFile). */
+function planBytes(plan: PlanFile, asBuilt = false): Buffer {
   const out = new JsonWriter();
   // The canonical plan is only formatted: its tables need no copy.
-  out.value(canonicalOf(plan, false), '');
+  out.value(asBuilt ? plan : canonicalOf(plan, false), '');
   out.ascii('\n');
   return out.bytes();
 }
@@ -307,6 +333,30 @@ class JsonWriter {
     } else this.ascii(JSON.stringify(x));
   }
 
+  /**
+   * `[a,b,...]` of an array of int32 numbers, the most common array of a plan (one pass: checks
+   * as it writes); false, with nothing written, when an element is not one.
+   */
+  private ints(a: readonly unknown[]): boolean {
+    const mark = this.len;
+    this.room(2 + 12 * a.length);
+    const b = this.buf;
+    let at = mark;
+    b[at++] = 91; // '['
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i];
+      if (typeof x !== 'number' || !(Number.isInteger(x) && x > -2147483648 && x < 2147483648)) {
+        this.len = mark;
+        return false;
+      }
+      if (i > 0) b[at++] = 44; // ','
+      at = writeInt(b, at, x | 0);
+    }
+    b[at++] = 93; // ']'
+    this.len = at;
+    return true;
+  }
+
   /** `[a,b,...]` of an array of numbers. */
   numbers(a: readonly number[]): void {
     this.room(2 + 12 * a.length);
@@ -355,7 +405,8 @@ class JsonWriter {
     if (ArrayBuffer.isView(value)) value = Array.from(value as unknown as ArrayLike<number>);
     if (Array.isArray(value)) {
       if (value.length === 0) return this.ascii('[]');
-      if (value.every((v) => typeof v === 'number')) return this.numbers(value as number[]);
+      if (this.ints(value)) return;
+      if (allNumbers(value)) return this.numbers(value as number[]);
       if (value.every((v) => v === null || typeof v !== 'object')) {
         // Primitives on one line.
         this.ascii('[');
@@ -396,6 +447,12 @@ class JsonWriter {
   }
 }
 
+/** Whether every element is a number (a loop: faster than `every` before V8 optimizes it). */
+function allNumbers(a: readonly unknown[]): boolean {
+  for (let i = 0; i < a.length; i++) if (typeof a[i] !== 'number') return false;
+  return true;
+}
+
 /**
  * Write `text` to `path` atomically: to `path.tmp-<pid>` first, then rename over `path`. On any
  * failure the temporary file is removed and an InputError naming the path is thrown.
@@ -416,9 +473,13 @@ export function writeFileAtomic(path: string, text: string | Uint8Array): void {
   }
 }
 
-/** Write a plan file atomically in canonical form. */
-export function writePlanFile(path: string, plan: PlanFile): void {
-  writeFileAtomic(path, planBytes(plan));
+/**
+ * Write a plan file atomically in canonical form. With `asBuilt`, `plan` is as buildPlanFile (or
+ * `plan()`) returned it, unchanged, hence canonical already: it is written without being parsed
+ * again (the same bytes, less work on a large plan).
+ */
+export function writePlanFile(path: string, plan: PlanFile, asBuilt = false): void {
+  writeFileAtomic(path, planBytes(plan, asBuilt));
 }
 
 /** The cluster a plan file echoes (expert memory = its slots when the echo has none). */

@@ -88,6 +88,8 @@ describe('formatJson', () => {
     const nums = [0, -0, 1, -7, 9, 10, 99, 100, 2147483647, -2147483647, -2147483648, 2147483648, 0.1, 1 / 3, 1e21, 1.5e-7, -2.5e300, 2 ** 53, 123456789.125];
     expect(formatJson(nums, '')).toBe(`[${nums.map((v) => JSON.stringify(v)).join(',')}]`);
     expect(formatJson([1, 'a', true, null], '')).toBe('[1,"a",true,null]');
+    const ints = Array.from({ length: 4001 }, (_, i) => i - 2000);
+    expect(formatJson(ints, '')).toBe(JSON.stringify(ints));
     // Long arrays with long number texts among the integers (the writer's room grows).
     const long = Array.from({ length: 20000 }, (_, i) => (i % 7 === 3 ? -1.2345678901234567e-300 * i : i % 1000));
     expect(formatJson({ a: [long, long] }, '')).toBe(`{\n  "a": [\n    ${JSON.stringify(long)},\n    ${JSON.stringify(long)}\n  ]\n}`);
@@ -156,6 +158,9 @@ describe('plan file round trip', () => {
     expect(back.plan).toEqual(plan);
     expect(stringifyPlan(back.plan)).toBe(text);
     writePlanFile(path, back.plan);
+    expect(readFileSync(path, 'utf8')).toBe(text);
+    // A plan as buildPlanFile returned it is written as it is: the same bytes.
+    writePlanFile(path, plan, true);
     expect(readFileSync(path, 'utf8')).toBe(text);
   });
 

@@ -200,6 +200,8 @@ export async function plan(args: PlanArgs): Promise<PlanOutcome> {
       createdAt: new Date().toISOString(),
     },
     migration: rebalanced && migrationJson(rebalanced, args.from?.path, args.from?.maxMovedExperts, model.expertBytes),
+    // validated above (the solver's placement, or the rebalanced one)
+    placementValidated: true,
   });
   return { plan: planFile, evaluation, result: { ...result, placement, interrupted }, layerBounds, rebalance: rebalanced };
 }

@@ -109,7 +109,8 @@ export const run: Runner = async (f, ctx) => {
       from,
     });
     ctx.progress.clear();
-    writePlanFile(out, r.plan);
+    // r.plan is as plan() built it: written as it is.
+    writePlanFile(out, r.plan, true);
     const prov = r.plan.provenance!;
     const report = metricsReport(r.evaluation, r.layerBounds, model);
     if (f.json) {
