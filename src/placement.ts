@@ -59,18 +59,17 @@ export function log2phyOf(phy2log: Int32Array, numExperts: number): number[][] {
 export function defaultDispatch(phy2log: Int32Array, numExperts: number, shape: Shape): Int32Array {
   const { numGpus, gpusPerNode, slotsPerGpu } = shape;
   const idx = replicaIndex(phy2log, numExperts);
-  const out = new Int32Array(numGpus * numExperts).fill(-1);
+  const out = new Int32Array(numGpus * numExperts);
+  // One replica: every rule picks it, for every source (no replica: -1). That row first, copied
+  // to every source; then the experts with several replicas, source by source.
+  const same = new Int32Array(numExperts);
+  for (let e = 0; e < numExperts; e++) same[e] = idx.start[e + 1] > idx.start[e] ? idx.slots[idx.start[e]] : -1;
+  for (let g = 0; g < numGpus; g++) out.set(same, g * numExperts);
   for (let e = 0; e < numExperts; e++) {
     const a = idx.start[e];
     const b = idx.start[e + 1];
     const r = b - a;
-    if (r === 0) continue;
-    if (r === 1) {
-      // One replica: every rule picks it.
-      const p = idx.slots[a];
-      for (let g = 0; g < numGpus; g++) out[g * numExperts + e] = p;
-      continue;
-    }
+    if (r <= 1) continue;
     for (let g = 0; g < numGpus; g++) {
       const node = Math.floor(g / gpusPerNode);
       let own = -1;

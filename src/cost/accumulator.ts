@@ -74,6 +74,8 @@ export class LayerAccumulator {
   readonly localOf: Int32Array;
   readonly nodeBase: Int32Array;
   readonly bitOf: Int32Array;
+  /** @internal [P] GPU of each slot. */
+  readonly slotGpu: Int32Array;
   /** @internal per-token deduplication stamps [NG] / [nodes] and the current stamp. */
   readonly gpuStamp: Int32Array;
   readonly nodeStamp: Int32Array;
@@ -122,6 +124,8 @@ export class LayerAccumulator {
       this.nodeBase[g] = m * G;
       this.bitOf[g] = G <= 31 ? 1 << (g - m * G) : 0;
     }
+    this.slotGpu = new Int32Array(shape.numSlots);
+    for (let p = 0; p < shape.numSlots; p++) this.slotGpu[p] = Math.floor(p / shape.slotsPerGpu);
     this.gpuStamp = new Int32Array(NG);
     this.nodeStamp = new Int32Array(shape.nodes);
     this.dests = new Int32Array(NG);
@@ -221,7 +225,7 @@ export function accumulateLayerWith(
  * checking that every entry is a slot of this cluster holding its expert. Returns the table.
  */
 function destGpuTable(acc: LayerAccumulator, phy2log: Int32Array, dispatch: Int32Array, numExperts: number): Int32Array {
-  const { numGpus, numSlots, slotsPerGpu } = acc.shape;
+  const { numGpus, numSlots } = acc.shape;
   if (phy2log.length !== numSlots) throw new InputError(`phy2log has ${phy2log.length} slots, expected ${numSlots}`, { field: 'phy2log' });
   if (!(Number.isInteger(numExperts) && numExperts >= 1 && numExperts <= 65536)) {
     throw new InputError(`numExperts ${numExperts} out of range 1..65536`, { field: 'numExperts' });
@@ -232,19 +236,22 @@ function destGpuTable(acc: LayerAccumulator, phy2log: Int32Array, dispatch: Int3
   }
   if (acc.destGpu.length < size) acc.destGpu = new Int32Array(size);
   const out = acc.destGpu;
+  const gpuOf = acc.slotGpu;
   for (let g = 0, i = 0; g < numGpus; g++) {
     for (let e = 0; e < numExperts; e++, i++) {
       const p = dispatch[i];
-      if (!(p >= 0 && p < numSlots)) {
-        throw new InputError(`source GPU ${g} has no slot for expert ${e} (got ${p})`, { field: `dispatch[${g}][${e}]` });
-      }
-      if (phy2log[p] !== e) {
-        throw new InputError(`slot ${p} used by GPU ${g} holds expert ${phy2log[p]}, not ${e}`, { field: `dispatch[${g}][${e}]` });
-      }
-      out[i] = (p / slotsPerGpu) | 0;
+      // (p >>> 0: a negative slot is out of range too)
+      if (p >>> 0 >= numSlots || phy2log[p] !== e) badDispatch(phy2log, p, g, e, numSlots);
+      out[i] = gpuOf[p];
     }
   }
   return out;
+}
+
+/** The InputError of a dispatch entry `p` (source g, expert e) that is no slot or holds another expert. */
+function badDispatch(phy2log: Int32Array, p: number, g: number, e: number, numSlots: number): never {
+  if (!(p >= 0 && p < numSlots)) throw new InputError(`source GPU ${g} has no slot for expert ${e} (got ${p})`, { field: `dispatch[${g}][${e}]` });
+  throw new InputError(`slot ${p} used by GPU ${g} holds expert ${phy2log[p]}, not ${e}`, { field: `dispatch[${g}][${e}]` });
 }
 
 /** Array lengths, expert ids < E and sources < NG, before any counter is touched. */
@@ -854,8 +861,11 @@ function countsLoadsOf(acc: LayerAccumulator, counts: Float64Array, dg: Int32Arr
   const NG = acc.shape.numGpus;
   const load = acc.load;
   load.fill(0);
+  // counts[e] / NG, divided once per expert (the same values as dividing at every source)
+  const share = new Float64Array(numExperts);
+  for (let e = 0; e < numExperts; e++) share[e] = counts[e] / NG;
   for (let g = 0; g < NG; g++) {
     const row = g * numExperts;
-    for (let e = 0; e < numExperts; e++) load[dg[row + e]] += counts[e] / NG;
+    for (let e = 0; e < numExperts; e++) load[dg[row + e]] += share[e];
   }
 }
