@@ -120,9 +120,14 @@ describe('sampleTokensFromCounts', () => {
     for (const [c, k, n] of cases) {
       for (const seed of [1, 77]) {
         const want = plainSample(c, k, n, 5, new Rng(seed));
-        const got = sampleTokensFromCounts(c, k, n, 5, new Rng(seed));
+        const rng = new Rng(seed);
+        const got = sampleTokensFromCounts(c, k, n, 5, rng);
         expect(Array.from(got.experts)).toEqual(Array.from(want.experts));
         expect(Array.from(got.source)).toEqual(Array.from(want.source));
+        // The generator is left after the blocks of 4096 uniforms the draws used.
+        const after = new Rng(seed);
+        after.fillUniform(new Float64Array(4096 * Math.ceil(want.used / 4096)));
+        expect(rng.nextU32()).toBe(after.nextU32());
         const into = { n: 0, k, experts: new Uint16Array(n * k).fill(9), source: new Uint16Array(n).fill(9), weight: new Float64Array(n) };
         const again = sampleTokensFromCounts(c, k, n, 5, new Rng(seed), into);
         expect(again.experts).toBe(into.experts);
@@ -130,6 +135,18 @@ describe('sampleTokensFromCounts', () => {
         expect(Array.from(again.source)).toEqual(Array.from(want.source));
         expect(again.weight.every((w) => w === 1)).toBe(true);
       }
+    }
+  });
+
+  it('leaves the generator after the blocks its draws used, also when a sample ends just before a block', () => {
+    const counts = Float64Array.from({ length: 64 }, (_, e) => 1 + (e % 9));
+    for (let n = 470; n < 530; n++) {
+      const want = plainSample(counts, 8, n, 3, new Rng(n));
+      const rng = new Rng(n);
+      sampleTokensFromCounts(counts, 8, n, 3, rng);
+      const after = new Rng(n);
+      after.fillUniform(new Float64Array(4096 * Math.ceil(want.used / 4096)));
+      expect(rng.nextU32()).toBe(after.nextU32());
     }
   });
 
@@ -144,8 +161,13 @@ describe('sampleTokensFromCounts', () => {
  * The sampler's rule one draw at a time (uniforms from rng.next(); aliases as sample.ts builds
  * them): what sampleTokensFromCounts must draw, uniform for uniform.
  */
-function plainSample(counts: Float64Array, k: number, n: number, numGpus: number, rng: Rng): { experts: Uint16Array; source: Uint16Array } {
+function plainSample(counts: Float64Array, k: number, n: number, numGpus: number, rng: Rng): { experts: Uint16Array; source: Uint16Array; used: number } {
   const E = counts.length;
+  let used = 0;
+  const next = (): number => {
+    used++;
+    return rng.next();
+  };
   let total = 0;
   let positive = 0;
   for (let e = 0; e < E; e++) {
@@ -183,17 +205,17 @@ function plainSample(counts: Float64Array, k: number, n: number, numGpus: number
     for (let j = 0; j < k; j++) {
       let e: number;
       if (j >= Math.min(k, positive)) {
-        do e = Math.floor(rng.next() * E);
+        do e = Math.floor(next() * E);
         while (chosen.has(e));
       } else if (remaining >= 0.5 * total) {
         for (;;) {
-          const x = rng.next() * E;
+          const x = next() * E;
           const c = Math.floor(x);
           e = x - c >= prob[c] ? alias[c] : c;
           if (!chosen.has(e) && counts[e] > 0) break;
         }
       } else {
-        const u = rng.next() * remaining;
+        const u = next() * remaining;
         let acc = 0;
         e = -1;
         for (let x = 0; x < E; x++) {
@@ -208,7 +230,7 @@ function plainSample(counts: Float64Array, k: number, n: number, numGpus: number
       remaining -= counts[e];
     }
   }
-  return { experts, source };
+  return { experts, source, used };
 }
 
 /** A trace of `n` tokens per layer drawn from `counts`, with recorded ranks `t mod NG`. */

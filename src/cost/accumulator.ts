@@ -158,7 +158,8 @@ export type Kernel = 'auto' | 'direct' | 'mask' | 'nodes' | 'pairs';
  * @param tokens   token sets: `experts [n*k]` (< E), `source [n]` (< NG), `weight [n]`.
  * @param phy2log  [P] logical expert per slot; every dispatch entry must hold its expert.
  * @param dispatch [NG*E] slot used by source GPU g for expert e.
- * @throws InputError naming the bad dispatch entry, token source or expert id.
+ * @throws InputError naming the bad dispatch entry, token source or expert id (the tables are
+ *   checked when there are tokens to count).
  */
 export function accumulateLayer(acc: LayerAccumulator, tokens: TokenSets, phy2log: Int32Array, dispatch: Int32Array, numExperts: number, mode: Mode): void {
   accumulateLayerWith(acc, tokens, phy2log, dispatch, numExperts, mode, 'auto');
@@ -181,10 +182,12 @@ export function accumulateLayerWith(
 ): void {
   if (mode !== 'normal' && mode !== 'low-latency') throw new InputError(`unknown mode ${String(mode)}`, { field: 'mode' });
   const E = numExperts;
-  const dg = destGpuTable(acc, phy2log, dispatch, E);
   checkTokens(tokens, E, acc.shape.numGpus);
   const { n, k } = tokens;
+  // No tokens: nothing to count, the tables are not looked at (the balance solve scores its
+  // candidates on empty token sets, a table check per candidate for nothing).
   if (n === 0) return;
+  const dg = destGpuTable(acc, phy2log, dispatch, E);
   const { numGpus: NG, gpusPerNode: G } = acc.shape;
   // Stamps grow by one per token: clear them before they could overflow.
   if (acc.stamp > 0x7fffffff - n - 1) {
@@ -848,8 +851,8 @@ export function countsLoads(acc: LayerAccumulator, counts: Float64Array, phy2log
 }
 
 /**
- * `countsLoads` on `acc.destGpu` as the last `accumulateLayer` call on `acc` built and checked it
- * (for the same phy2log and dispatch): the table is not rebuilt.
+ * `countsLoads` on `acc.destGpu` as the last `accumulateLayer` call on `acc`, with tokens, built
+ * and checked it (for the same phy2log and dispatch): the table is not rebuilt.
  * @internal
  */
 export function countsLoadsAfterTokens(acc: LayerAccumulator, counts: Float64Array, numExperts: number): void {

@@ -98,8 +98,8 @@ export function evaluate(args: {
       const counts = workload.counts.counts[l];
       const k = model.topK;
       const total = sum(counts) / k;
-      if (total > 0) {
-        const n = Math.ceil(opts.sampleTokens / NG) * NG;
+      const n = Math.ceil(opts.sampleTokens / NG) * NG;
+      if (total > 0 && n > 0) {
         const ts = sampleTokensFromCounts(counts, k, n, NG, new Rng(deriveSeed(opts.seed, l)), sample ?? undefined);
         sample = ts;
         const w = total / n;
