@@ -61,7 +61,8 @@ function checkShapes(model: Model, cluster: Cluster, placement: Placement, workl
  * within ~0.1% on average; the MoE time, a maximum over GPUs of noisy per-GPU bytes, comes out
  * high by 0.3-0.4% at EP32 and 1.5-1.9% at EP144 (114 tokens per source GPU). Half the tokens
  * would take that to 0.5-0.7% and 2.6-3.0%, so the sample is kept at this size; sampling and
- * counting these tokens is most of a counts plan's evaluation (~0.25 s for V3 at EP144).
+ * counting these tokens is most of a counts plan's evaluation (~0.2 s for V3's 58 layers at
+ * EP144, each half of it; plan() draws the samples beside the solve).
  */
 export function evaluate(args: {
   model: Model;
@@ -70,6 +71,12 @@ export function evaluate(args: {
   workload: Workload;
   options?: CostOptionsInput;
   trafficMatrix?: boolean;
+  /**
+   * @internal Counts workloads: the sampled tokens of layer l when already drawn (plan() draws
+   * them beside the solve), exactly as this function would draw them (sampleTokensFromCounts
+   * with the size and seed below); the layers without one are drawn here.
+   */
+  samples?: readonly (TokenSets | null)[];
 }): Evaluation {
   const { model, cluster, placement, workload } = args;
   const opts = parseCostOptions(args.options);
@@ -100,8 +107,9 @@ export function evaluate(args: {
       const total = sum(counts) / k;
       const n = Math.ceil(opts.sampleTokens / NG) * NG;
       if (total > 0 && n > 0) {
-        const ts = sampleTokensFromCounts(counts, k, n, NG, new Rng(deriveSeed(opts.seed, l)), sample ?? undefined);
-        sample = ts;
+        const given = args.samples?.[l];
+        const ts: TokenSets = given && given.n === n && given.k === k ? given : sampleTokensFromCounts(counts, k, n, NG, new Rng(deriveSeed(opts.seed, l)), sample ?? undefined);
+        if (ts !== given) sample = ts;
         const w = total / n;
         // Every sampled token weighs w: counted in integers where that gives the same sums.
         if (opts.mode !== 'normal' || !accumulateUniformNormal(acc, ts, w, phy2log, dispatch, E)) {
