@@ -189,9 +189,11 @@ export interface LpServeStats {
  * in normal mode the cost of the arrival given every other pair's current server). Pairs of
  * single-holder experts are fixed and enter the caps as constants. Rounded to the largest share
  * per pair; if that breaks a limit, every expert whose serving changed is re-served greedily; the result is kept only
- * if it lowers traffic + lambda * violation.
+ * if it lowers traffic + lambda * violation. Solved by HiGHS by default: javascript-lp-solver's
+ * simplex was seen to stall for minutes on some of these small degenerate LPs (V2-Lite 8x1
+ * low-latency), and a time limit would make plans depend on the machine.
  */
-export async function lpServe(st: NodeState, lambda: number, backend: LpBackend = 'auto'): Promise<LpServeStats> {
+export async function lpServe(st: NodeState, lambda: number, backend: LpBackend = 'highs'): Promise<LpServeStats> {
   const t0 = performance.now();
   const { N, E } = st;
   const D = st.p.dims;

@@ -11,7 +11,8 @@
  * - drop: a redundant replica of e on node a goes away (frees a slot for a later move);
  * - replace: a redundant replica of e on node a gives its slot to a new replica of f (a full
  *   node changes which expert it replicates in one step; as a drop then an add it would have to
- *   pass through the worse state in between).
+ *   pass through the worse state in between);
+ * - cycle: e on a goes to b, f on b to c, g on c to a (slot counts unchanged).
  * Every candidate gets an estimate from one sweep over the token sets of its expert
  * (NodeState.relGain / addGain, tables kept up to date by every applied move); the best `shortlist` estimates are then scored exactly
  * (applied, measured, rolled back). The objective is traffic + lambda x limit violation, and only
@@ -47,6 +48,7 @@ const SWAP = 1;
 const ADD = 2;
 const DROP = 3;
 const REPLACE = 4;
+const CYCLE = 5;
 
 /**
  * The best `cap` candidate moves of one step by estimate (ascending), in preallocated typed arrays;
@@ -59,6 +61,9 @@ class Moves {
   readonly a: Int32Array;
   readonly f: Int32Array;
   readonly b: Int32Array;
+  /** Third expert and node of a cycle. */
+  readonly g: Int32Array;
+  readonly c: Int32Array;
   readonly est: Float64Array;
   constructor(readonly cap: number) {
     this.kind = new Int8Array(cap);
@@ -66,9 +71,11 @@ class Moves {
     this.a = new Int32Array(cap);
     this.f = new Int32Array(cap);
     this.b = new Int32Array(cap);
+    this.g = new Int32Array(cap);
+    this.c = new Int32Array(cap);
     this.est = new Float64Array(cap);
   }
-  push(kind: number, e: number, a: number, f: number, b: number, est: number): void {
+  push(kind: number, e: number, a: number, f: number, b: number, est: number, g = -1, c = -1): void {
     if (this.n === this.cap && est >= this.est[this.n - 1]) return;
     let i = this.n < this.cap ? this.n++ : this.n - 1;
     for (; i > 0 && this.est[i - 1] > est; i--) {
@@ -77,6 +84,8 @@ class Moves {
       this.a[i] = this.a[i - 1];
       this.f[i] = this.f[i - 1];
       this.b[i] = this.b[i - 1];
+      this.g[i] = this.g[i - 1];
+      this.c[i] = this.c[i - 1];
       this.est[i] = this.est[i - 1];
     }
     this.kind[i] = kind;
@@ -84,6 +93,8 @@ class Moves {
     this.a[i] = a;
     this.f[i] = f;
     this.b[i] = b;
+    this.g[i] = g;
+    this.c[i] = c;
     this.est[i] = est;
   }
 }
@@ -104,6 +115,24 @@ function keepBest(ex: Int32Array, val: Float64Array, len: Int32Array, r: number,
   }
   val[r * T + j] = v;
   ex[r * T + j] = e;
+}
+
+/** Push the cycles e: a -> b, f: b -> c, g: c -> a from the T best relocations of each pair. */
+function pushCycles(mv: Moves, topE: Int32Array, topG: Float64Array, topN: Int32Array, T: number, N: number, a: number, b: number, c: number): void {
+  const ab = a * N + b;
+  const bc = b * N + c;
+  const ca = c * N + a;
+  for (let x = 0; x < topN[ab]; x++) {
+    const e = topE[ab * T + x];
+    for (let y = 0; y < topN[bc]; y++) {
+      const f = topE[bc * T + y];
+      if (f === e) continue;
+      for (let z = 0; z < topN[ca]; z++) {
+        const g = topE[ca * T + z];
+        if (g !== e && g !== f) mv.push(CYCLE, e, a, f, b, topG[ab * T + x] + topG[bc * T + y] + topG[ca * T + z], g, c);
+      }
+    }
+  }
 }
 
 /** Apply move i of `mv` to the state (through its logged primitives). */
@@ -135,6 +164,21 @@ function apply(st: NodeState, mv: Moves, i: number): void {
       st.dropReplica(e, a);
       st.reserve(e);
       break;
+    case CYCLE: {
+      const f = mv.f[i];
+      const g = mv.g[i];
+      const c = mv.c[i];
+      st.addReplica(e, b);
+      st.addReplica(f, c);
+      st.addReplica(g, a);
+      st.dropReplica(e, a);
+      st.dropReplica(f, b);
+      st.dropReplica(g, c);
+      st.reserve(e);
+      st.reserve(f);
+      st.reserve(g);
+      break;
+    }
     default: {
       const f = mv.f[i];
       st.dropReplica(e, a);
@@ -236,6 +280,16 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
           }
         }
       }
+      // Cycles e: a -> b, f: b -> c, g: c -> a over every triple of nodes, both directions (they
+      // keep every node's slot count, so they apply where full nodes and caps block swaps).
+      for (let a = 0; a < N; a++) {
+        for (let b = a + 1; b < N; b++) {
+          for (let c = b + 1; c < N; c++) {
+            pushCycles(mv, topE, topG, topN, T, N, a, b, c);
+            pushCycles(mv, topE, topG, topN, T, N, a, c, b);
+          }
+        }
+      }
       for (let a = 0; a < N; a++) {
         for (let x = 0; x < dropN[a]; x++) {
           for (let y = 0; y < addN[a]; y++) {
@@ -267,7 +321,8 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
       st.trackGains = false;
       moves++;
       locked[mv.e[choice]] = 1;
-      if (mv.kind[choice] === SWAP || mv.kind[choice] === REPLACE) locked[mv.f[choice]] = 1;
+      if (mv.kind[choice] === SWAP || mv.kind[choice] === REPLACE || mv.kind[choice] === CYCLE) locked[mv.f[choice]] = 1;
+      if (mv.kind[choice] === CYCLE) locked[mv.g[choice]] = 1;
       const feasible = st.violation() === 0;
       const obj = objective();
       if ((feasible && !bestFeasible) || ((feasible || !bestFeasible) && obj < bestObj - 1e-9 * Math.abs(bestObj))) {
