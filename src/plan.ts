@@ -227,6 +227,14 @@ function canonicalOf(plan: PlanFile, copyTables: boolean, checkTables = true): P
   return p;
 }
 
+/** The decimal digits of 0..999 as bytes (first digit lowest) with their count in the top byte. */
+const SMALL_INTS = Uint32Array.from({ length: 1000 }, (_, x) => {
+  const d = String(x);
+  let t = d.length << 24;
+  for (let i = 0; i < d.length; i++) t |= d.charCodeAt(i) << (8 * i);
+  return t;
+});
+
 /** Writes the decimal digits of the int32 x into b at `at` (room for 11 bytes); returns the end. */
 function writeInt(b: Uint8Array, at: number, x: number): number {
   // Most numbers of a plan are small (slots, experts, GPUs): one to three digits directly.
@@ -349,9 +357,18 @@ class JsonWriter {
         this.len = mark;
         return false;
       }
-      if (i > 0) b[at++] = 44; // ','
-      at = writeInt(b, at, x | 0);
+      if (x >= 0 && x < 1000) {
+        // The digits from a table, written whole (the room covers the bytes past the number,
+        // which what follows overwrites).
+        const t = SMALL_INTS[x];
+        b[at] = t;
+        b[at + 1] = t >>> 8;
+        b[at + 2] = t >>> 16;
+        at += t >>> 24;
+      } else at = writeInt(b, at, x | 0);
+      b[at++] = 44; // ','
     }
+    if (a.length > 0) at--; // the last comma
     b[at++] = 93; // ']'
     this.len = at;
     return true;
