@@ -65,22 +65,28 @@ export function defaultDispatch(phy2log: Int32Array, numExperts: number, shape: 
   const same = new Int32Array(numExperts);
   for (let e = 0; e < numExperts; e++) same[e] = idx.start[e + 1] > idx.start[e] ? idx.slots[idx.start[e]] : -1;
   for (let g = 0; g < numGpus; g++) out.set(same, g * numExperts);
+  // The GPU and node of each replica of the expert at hand.
+  const repGpu = new Int32Array(phy2log.length);
+  const repNode = new Int32Array(phy2log.length);
   for (let e = 0; e < numExperts; e++) {
     const a = idx.start[e];
     const b = idx.start[e + 1];
     const r = b - a;
     if (r <= 1) continue;
+    for (let i = 0; i < r; i++) {
+      repGpu[i] = Math.floor(idx.slots[a + i] / slotsPerGpu);
+      repNode[i] = Math.floor(repGpu[i] / gpusPerNode);
+    }
     for (let g = 0; g < numGpus; g++) {
       const node = Math.floor(g / gpusPerNode);
       let own = -1;
       let onNode = 0;
-      for (let i = a; i < b; i++) {
-        const gpu = Math.floor(idx.slots[i] / slotsPerGpu);
-        if (gpu === g) {
-          own = idx.slots[i];
+      for (let i = 0; i < r; i++) {
+        if (repGpu[i] === g) {
+          own = idx.slots[a + i];
           break;
         }
-        if (Math.floor(gpu / gpusPerNode) === node) onNode++;
+        if (repNode[i] === node) onNode++;
       }
       if (own >= 0) {
         out[g * numExperts + e] = own;
@@ -88,11 +94,10 @@ export function defaultDispatch(phy2log: Int32Array, numExperts: number, shape: 
       }
       if (onNode > 0) {
         let want = g % onNode;
-        for (let i = a; i < b; i++) {
-          const gpu = Math.floor(idx.slots[i] / slotsPerGpu);
-          if (Math.floor(gpu / gpusPerNode) === node) {
+        for (let i = 0; i < r; i++) {
+          if (repNode[i] === node) {
             if (want === 0) {
-              out[g * numExperts + e] = idx.slots[i];
+              out[g * numExperts + e] = idx.slots[a + i];
               break;
             }
             want--;
