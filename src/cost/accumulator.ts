@@ -643,17 +643,26 @@ function flushPairs(acc: LayerAccumulator): void {
  * Applies only where `accumulateLayer` would take a grouped kernel (G <= 8 and enough tokens, see
  * `accumulateLayerWith`; the direct kernel adds in another order), with at most 32 nodes and no
  * traffic matrix: returns false otherwise, having changed nothing (the caller then uses
- * `accumulateLayer`).
+ * `accumulateLayer`). `tokensValid`: the tokens are known to be within the model and cluster
+ * (sampleTokensFromCounts' own for them), not checked again.
  * @throws InputError as `accumulateLayer` (bad dispatch entry, token source or expert id).
  * @internal
  */
-export function accumulateUniformNormal(acc: LayerAccumulator, tokens: TokenSets, w: number, phy2log: Int32Array, dispatch: Int32Array, numExperts: number): boolean {
+export function accumulateUniformNormal(
+  acc: LayerAccumulator,
+  tokens: TokenSets,
+  w: number,
+  phy2log: Int32Array,
+  dispatch: Int32Array,
+  numExperts: number,
+  tokensValid = false,
+): boolean {
   const { n, k } = tokens;
   const { numGpus: NG, gpusPerNode: G } = acc.shape;
   if (acc.matrix !== null || G > GROUPED_MAX_G || !(4 * n * k >= NG << G) || acc.shape.nodes > 32) return false;
   const E = numExperts;
   const dg = destGpuTable(acc, phy2log, dispatch, E);
-  checkTokens(tokens, E, NG);
+  if (!tokensValid) checkTokens(tokens, E, NG);
   if (n === 0) return true;
   const scratch = uniformScratch(acc, E);
   // One hot loop per function below: each is optimized whole from its first calls (a loop

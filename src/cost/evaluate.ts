@@ -112,7 +112,8 @@ export function evaluate(args: {
         if (ts !== given) sample = ts;
         const w = total / n;
         // Every sampled token weighs w: counted in integers where that gives the same sums.
-        if (opts.mode !== 'normal' || !accumulateUniformNormal(acc, ts, w, phy2log, dispatch, E)) {
+        // (the sampler's tokens are within the model and cluster by construction)
+        if (opts.mode !== 'normal' || !accumulateUniformNormal(acc, ts, w, phy2log, dispatch, E, true)) {
           ts.weight.fill(w);
           accumulateLayer(acc, ts, phy2log, dispatch, E, opts.mode);
         }
