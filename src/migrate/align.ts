@@ -42,9 +42,17 @@ export function alignGpus(oldRow: Int32Array, newRow: Int32Array, E: number, sha
   }
   const cOld = gpuCounts(oldRow, E, shape);
   const cNew = gpuCounts(newRow, E, shape);
+  const S = shape.slotsPerGpu;
+  // Sum over experts of min(new count on a, old count on b): only a's own experts can count.
   const overlap = (a: number, b: number): number => {
     let s = 0;
-    for (let e = 0; e < E; e++) s += Math.min(cNew[a * E + e], cOld[b * E + e]);
+    for (let i = 0; i < S; i++) {
+      const e = newRow[a * S + i];
+      if (e < 0) continue;
+      let seen = false;
+      for (let j = 0; j < i && !seen; j++) seen = newRow[a * S + j] === e;
+      if (!seen) s += Math.min(cNew[a * E + e], cOld[b * E + e]);
+    }
     return s;
   };
   // Node-level availability: experts of new node n found anywhere on old node m.
