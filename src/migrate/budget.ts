@@ -1,22 +1,35 @@
 /**
  * Rebalancing under a move budget: start from the running placement and spend at most B expert
- * copies, across all layers, where they lower the max GPU load most.
+ * copies, across all layers, where they raise balancedness most.
  *
  * Load model: the NG source GPUs of an expert are shared out over its replicas (the dispatch
  * table); replica p serves share[p] of them, so GPU g carries sum over its slots of
- * w[e] * share[p] / NG. Changing shares moves no weights, so every layer first gets the shares
- * that balance it (`balanceShares`: one source at a time from a replica on the most loaded GPU to
+ * w[e] * share[p] / NG. Changing shares moves no weights, so every state gets the shares that
+ * balance it (`balanceShares`: one source at a time from a replica on the most loaded GPU to
  * another replica of the same expert). Copies then go where shares alone cannot help. Only a move
  * that touches the most loaded GPU g* can lower a layer's max load, so each step looks at
  * - replace: a slot of g* gets another expert b (its expert a keeps r[a] - 1 >= 1 replicas), 1 copy;
  * - add: a slot elsewhere gets another replica of an expert x of g* (its expert keeps >= 1), 1 copy;
  * - swap: an expert of g* trades places with one elsewhere (each keeps its share), 2 copies;
+ * - chain: a singleton on a light GPU moves onto a spare slot to make room for a new replica of
+ *   an expert of g*, 2 copies;
+ * - compound (one or two slots per GPU): one of the moves above that takes g* below the max but
+ *   pushes another GPU h above it, followed by the best move of h (two swaps sharing h are a
+ *   3-cycle, 3 copies). With a GPU's load set by a pair, single moves stall on plateaus of GPUs at
+ *   the max: each fix of one needs a second move elsewhere.
  * A removed replica's share goes to the expert's other replicas in proportion; a new replica takes
  * an even 1/(r+1) of its expert's sources from the others in proportion. Each candidate is scored
  * exactly by the p-norm of the GPU loads (p = 32: the max load, smoothed so that ties at the max
- * still show a gain; a move never raises the max), then shares are balanced again. Layers compete
- * for the budget by that reduction per copy, in load units, so copies go to the layers where they
- * pay most. No GPU gets two replicas of one expert. Deterministic; no randomness.
+ * still show a gain; a move never raises the max), then shares are balanced again.
+ *
+ * Every layer walks its own path of best moves (smooth-max reduction per copy, counted exactly
+ * against the running layer: rewriting a slot that already took a copy is free) from the running
+ * layer, up to a cap of copies; each copy count keeps its best state. Adopting the aligned re-plan's
+ * layer whole is one more state. A multiple-choice knapsack over layers (dynamic programming over
+ * copies) then picks one state per layer maximising the sum of mean / smooth max (balancedness,
+ * smoothed: the near-max GPUs are the ones the next window's drift makes the max) within the
+ * budget. A larger budget only adds states, so that sum never falls as the budget grows. No GPU
+ * gets two replicas of one expert. Deterministic; no randomness.
  */
 import { dispatchOf } from '../placement.js';
 import type { Placement, Shape } from '../types.js';
@@ -36,6 +49,11 @@ function pow32(x: number): number {
 const CHAIN_SPARES = 8;
 /** Copies a free move is ranked as costing (so free moves rank first, by their reduction). */
 const FREE_COPY = 0.25;
+/** First steps of compound moves followed up per scan (layers of at most two slots per GPU). */
+const COMPOUND_FIRSTS = 8;
+/** A layer's path stops at CAP_FACTOR times the mean budget per layer (at least MIN_CAP). */
+const CAP_FACTOR = 3;
+const MIN_CAP = 16;
 
 interface LayerState {
   /** The running placement's layer (copies are counted against it). */
@@ -50,8 +68,6 @@ interface LayerState {
   /** [P] sources served by each slot's replica (whole numbers after `balanceShares`). */
   share: Float64Array;
   load: Float64Array;
-  /** Best move found for the layer's current state (kind 0 = none). */
-  best: Candidate;
 }
 
 interface Candidate {
@@ -60,11 +76,15 @@ interface Candidate {
   expert: number;
   slot2: number;
   copies: number;
-  /** Smooth-max reduction per copy (per FREE_COPY for moves that add none). */
+  /** Smooth-max reduction per copy of the whole move (per FREE_COPY for moves that add none). */
   gain: number;
+  /** A compound move's second step (scored on the state after this one). */
+  next: Candidate | null;
+  /** Smooth max the move leads to (shares as the move leaves them, before they are balanced). */
+  norm: number;
 }
 
-const NONE: Candidate = { kind: 0, slot: -1, expert: -1, slot2: -1, copies: 0, gain: 0 };
+const NONE: Candidate = { kind: 0, slot: -1, expert: -1, slot2: -1, copies: 0, gain: 0, next: null, norm: 0 };
 
 export interface BudgetResult {
   placement: Placement;
@@ -77,64 +97,120 @@ export interface BudgetResult {
 /**
  * `start` rebalanced for per-layer expert loads `loads` ([L] of [E]) with at most `budget` expert
  * copies, with the shares of sources per replica that balance it. With `target` (a re-plan aligned
- * with `start`, `alignPlacement`), adopting a target layer whole is one more move, costing the
- * copies from the running layer to it: copies go there when that pays more per copy.
+ * with `start`, `alignPlacement`), adopting a target layer whole is one more choice per layer,
+ * costing the copies from the running layer to it.
  */
 export function rebalanceWithBudget(start: Placement, loads: Float64Array[], budget: number, target?: Placement): BudgetResult {
   const { shape, numExperts: E, numLayers: L } = start;
-  const states: LayerState[] = [];
-  const adopt: (LayerState | null)[] = [];
+  const B = Math.max(0, Math.min(Math.floor(budget), L * shape.numSlots));
+  const cap = Math.min(B, Math.max(MIN_CAP, Math.ceil((CAP_FACTOR * B) / Math.max(1, L))));
+  const options: Option[][] = [];
   for (let l = 0; l < L; l++) {
-    states.push(layerState(start.phy2log[l], start.phy2log[l].slice(), null, loads[l], shape, E));
-    adopt.push(target ? layerState(start.phy2log[l], target.phy2log[l].slice(), target, loads[l], shape, E, l) : null);
+    const opts = layerOptions(layerState(start.phy2log[l], start.phy2log[l].slice(), null, loads[l], shape, E), shape, E, cap);
+    if (target) {
+      const t = layerState(start.phy2log[l], target.phy2log[l].slice(), target, loads[l], shape, E, l);
+      const v = layerValue(t);
+      // Kept unless a state of the path is as good for no more copies.
+      if (t.spent <= B && opts.every((o) => o.copies > t.spent || o.value < v)) opts.push(optionOf(t, v, t.row));
+    }
+    options.push(opts);
   }
-  let total = 0;
-  // Every step lowers a layer's smooth max; free moves (rewriting slots that already took a
-  // copy) are cut at about one per copy, which bounds the time.
-  for (let step = 0, maxSteps = 2 * budget + 4 * L; step < maxSteps; step++) {
-    let pick = -1;
-    let pickGain = 0;
-    let whole = false;
-    for (let l = 0; l < L; l++) {
-      const st = states[l];
-      // A best move the budget left cannot pay: look again among those it can (free ones too).
-      if (st.best.kind !== 0 && st.best.copies > budget - total) st.best = bestMove(st, shape, E, budget - total);
-      const b = st.best;
-      // Balancedness (mean / max) gains by mean * drop / max^2: weigh drops by 1 / max^2.
-      const weight = st.norm > 0 ? 1 / (st.norm * st.norm) : 0;
-      if (b.kind !== 0 && b.gain * weight > pickGain) {
-        pick = l;
-        pickGain = b.gain * weight;
-        whole = false;
-      }
-      const t = adopt[l];
-      const extra = t ? t.spent - st.spent : 0;
-      if (t && extra <= budget - total && st.norm > t.norm) {
-        const gain = (st.norm - t.norm) / Math.max(1, extra) / (st.norm * st.norm);
-        if (gain > pickGain) {
-          pick = l;
-          pickGain = gain;
-          whole = true;
+  const pick = knapsack(options, B);
+  const phy2log: Int32Array[] = [];
+  const shares: Int32Array[] = [];
+  let copies = 0;
+  for (let l = 0; l < L; l++) {
+    const o = options[l][pick[l]];
+    phy2log.push(o.row);
+    shares.push(o.share);
+    copies += o.copies;
+  }
+  return { placement: { ...start, phy2log, dispatch: null }, shares, copies };
+}
+
+/** A state a layer may end in: copies from the running layer, value (`layerValue`), row and whole shares. */
+interface Option {
+  copies: number;
+  value: number;
+  row: Int32Array;
+  share: Int32Array;
+}
+
+function optionOf(st: LayerState, value: number, row: Int32Array): Option {
+  return { copies: st.spent, value, row, share: Int32Array.from(st.share, Math.round) };
+}
+
+/** Balancedness on the smooth max: mean load / p-norm of the loads (1 for an idle layer). */
+function layerValue(st: LayerState): number {
+  if (st.norm <= 0) return 1;
+  let sum = 0;
+  for (const v of st.load) sum += v;
+  return sum / st.load.length / st.norm;
+}
+
+/**
+ * The layer's path of best moves from its state, cut at `cap` copies: the best state of each copy
+ * count that beats every cheaper one (ascending copies and value). The path does not depend on the
+ * budget, only where it is cut, so a larger cap only adds states.
+ */
+function layerOptions(st: LayerState, shape: Shape, E: number, cap: number): Option[] {
+  const opts: Option[] = [optionOf(st, layerValue(st), st.row.slice())];
+  for (let step = 0, maxSteps = 4 * cap + 8; step < maxSteps; step++) {
+    const c = bestMove(st, shape, E);
+    if (c.kind === 0) break;
+    const before = st.norm;
+    applyMove(st, c, shape);
+    settle(st, shape, E);
+    // Whole shares may undo a gain scored on fractional ones: the path ends there.
+    if (!(st.norm < before * (1 - 1e-12)) || st.spent > cap) break;
+    const v = layerValue(st);
+    const last = opts[opts.length - 1];
+    if (v <= last.value) continue;
+    if (last.copies === st.spent) opts[opts.length - 1] = optionOf(st, v, st.row.slice());
+    else opts.push(optionOf(st, v, st.row.slice()));
+  }
+  return opts;
+}
+
+/**
+ * Multiple-choice knapsack: one option per layer, total copies <= B, the largest sum of values.
+ * [L] index of each layer's option (ties: the fewest copies, then the earlier option).
+ */
+function knapsack(options: Option[][], B: number): Int32Array {
+  const L = options.length;
+  let dp = new Float64Array(B + 1).fill(-Infinity);
+  let next = new Float64Array(B + 1);
+  dp[0] = 0;
+  const choice: Int16Array[] = [];
+  let reach = 0; // most copies a prefix of layers can spend
+  for (let l = 0; l < L; l++) {
+    const opts = options[l];
+    const ch = new Int16Array(B + 1).fill(-1);
+    next.fill(-Infinity);
+    for (let x = 0; x <= reach; x++) {
+      if (dp[x] === -Infinity) continue;
+      for (let i = 0; i < opts.length; i++) {
+        const y = x + opts[i].copies;
+        if (y > B) break; // options ascend in copies
+        const v = dp[x] + opts[i].value;
+        if (v > next[y]) {
+          next[y] = v;
+          ch[y] = i;
         }
       }
     }
-    if (pick < 0) break;
-    const st = states[pick];
-    total -= st.spent;
-    if (whole) {
-      states[pick] = adopt[pick]!;
-      adopt[pick] = null;
-    } else {
-      applyMove(st, st.best, shape);
-      settle(st, shape, E); // its best move is checked against the budget left when next looked at
-    }
-    total += states[pick].spent;
+    reach = Math.min(B, reach + opts[opts.length - 1].copies);
+    [dp, next] = [next, dp];
+    choice.push(ch);
   }
-  return {
-    placement: { ...start, phy2log: states.map((s) => s.row), dispatch: null },
-    shares: states.map((s) => Int32Array.from(s.share, Math.round)),
-    copies: total,
-  };
+  let y = 0;
+  for (let x = 1; x <= B; x++) if (dp[x] > dp[y]) y = x;
+  const pick = new Int32Array(L);
+  for (let l = L - 1; l >= 0; l--) {
+    pick[l] = choice[l][y];
+    y -= options[l][pick[l]].copies;
+  }
+  return pick;
 }
 
 /** A layer's state for `row` (shares from `from`'s dispatch of layer l, else even), settled. */
@@ -147,7 +223,7 @@ function layerState(orig: Int32Array, row: Int32Array, from: Placement | null, w
     const d = dispatchOf(from, l);
     for (let i = 0; i < d.length; i++) if (d[i] >= 0) share[d[i]]++;
   } else for (let p = 0; p < row.length; p++) if (row[p] >= 0) share[p] = NG / cnt[row[p]];
-  const st: LayerState = { orig, row, spent: 0, norm: 0, w, cnt, share, load: new Float64Array(NG), best: NONE };
+  const st: LayerState = { orig, row, spent: 0, norm: 0, w, cnt, share, load: new Float64Array(NG) };
   settle(st, shape, E);
   return st;
 }
@@ -166,14 +242,13 @@ function copiesBetween(orig: Int32Array, row: Int32Array, S: number): number {
   return n;
 }
 
-/** Whole shares, balanced; the layer's copies, smooth max and next best move. */
-function settle(st: LayerState, shape: Shape, E: number, left = Infinity): void {
+/** Whole shares, balanced; the layer's copies and smooth max. */
+function settle(st: LayerState, shape: Shape, E: number): void {
   roundShares(st, shape.numGpus, E);
   recomputeLoads(st, shape);
   balanceShares(st, shape, E);
   st.spent = copiesBetween(st.orig, st.row, shape.slotsPerGpu);
   st.norm = smoothMax(st.load);
-  st.best = bestMove(st, shape, E, left);
 }
 
 /** The p-norm of the loads (p = NORM_P). */
@@ -271,6 +346,11 @@ function balanceShares(st: LayerState, shape: Shape, E: number): void {
 }
 
 function applyMove(st: LayerState, c: Candidate, shape: Shape): void {
+  applyOne(st, c, shape);
+  if (c.next) applyOne(st, c.next, shape);
+}
+
+function applyOne(st: LayerState, c: Candidate, shape: Shape): void {
   const { row, share, cnt } = st;
   const NG = shape.numGpus;
   if (c.kind === 3) {
@@ -363,11 +443,65 @@ function fillIndex(sc: Scratch, row: Int32Array, E: number): void {
 }
 
 /**
- * The best move of a layer's current state costing at most `left` copies more than it does now
- * (rewriting a slot that already took a copy costs none), or NONE when no such move lowers its
- * smooth max. Moves are ranked by smooth-max reduction per copy, free ones first.
+ * The best move of a layer's current state (a compound one too, with at most two slots per GPU),
+ * or NONE when no move lowers its smooth max without raising its max. Moves are ranked by
+ * smooth-max reduction per copy, free ones first.
  */
-function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candidate {
+function bestMove(st: LayerState, shape: Shape, E: number): Candidate {
+  const n1 = shape.slotsPerGpu <= 2 ? COMPOUND_FIRSTS : 0;
+  const buf = n1 > 0 ? firstBuffer(n1) : null;
+  let best = scan(st, shape, E, -1, -1, 0, buf);
+  if (!buf || buf.n === 0) return best;
+  const cl = cloneFor(st);
+  for (let i = 0; i < buf.n; i++) {
+    const first = buf.items[i];
+    cl.row.set(st.row);
+    cl.share.set(st.share);
+    cl.cnt.set(st.cnt);
+    applyMove(cl, first, shape);
+    recomputeLoads(cl, shape);
+    // The follow-up fixes the GPU the first step pushed above the max (now the top of the clone),
+    // and any other it pushed there.
+    const second = scan(cl, shape, E, buf.refMax, buf.refNorm, first.copies, null);
+    if (second.kind !== 0 && second.gain > best.gain) best = { ...first, copies: first.copies + second.copies, gain: second.gain, next: second, norm: second.norm };
+  }
+  return best;
+}
+
+/** First steps of compound moves: the `cap` with the smallest max after them, and the reference they lower. */
+interface FirstBuffer {
+  items: Candidate[];
+  /** [cap] max load after each first step, ascending. */
+  keys: Float64Array;
+  n: number;
+  cap: number;
+  refMax: number;
+  refNorm: number;
+}
+let firstBuf: FirstBuffer | undefined;
+function firstBuffer(cap: number): FirstBuffer {
+  if (!firstBuf || firstBuf.cap !== cap) firstBuf = { items: [], keys: new Float64Array(cap), n: 0, cap, refMax: 0, refNorm: 0 };
+  firstBuf.n = 0;
+  return firstBuf;
+}
+let clone: LayerState | undefined;
+/** One scratch state of the layer's size (arrays overwritten by the caller), reading st's orig and w. */
+function cloneFor(st: LayerState): LayerState {
+  if (!clone || clone.row.length !== st.row.length || clone.cnt.length !== st.cnt.length || clone.load.length !== st.load.length) {
+    clone = { ...st, row: st.row.slice(), share: st.share.slice(), cnt: st.cnt.slice(), load: st.load.slice() };
+  }
+  clone.orig = st.orig;
+  clone.w = st.w;
+  return clone;
+}
+
+/**
+ * Moves of the most loaded GPU scored against a reference (refMax, refNorm; own when refMax < 0):
+ * the best one that keeps the max <= refMax and lowers the smooth max below refNorm, its gain per
+ * (offset + its copies). With `firsts`, also collects the moves that lower the top GPU below the
+ * max but push another GPU above it (by the overshoot, smallest first): first steps of compounds.
+ */
+function scan(st: LayerState, shape: Shape, E: number, refMax0: number, refNorm0: number, offset: number, firsts: FirstBuffer | null): Candidate {
   const { slotsPerGpu: S, numGpus: NG } = shape;
   const P = st.row.length;
   const { load, row, cnt, w, share } = st;
@@ -382,6 +516,25 @@ function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candid
   let base = 0;
   for (let g = 0; g < NG; g++) base += pow32(load[g] / curMax);
   const curNorm = curMax * base ** (1 / NORM_P);
+  const refMax = refMax0 < 0 ? curMax : refMax0;
+  const refNorm = refMax0 < 0 ? curNorm : refNorm0;
+  // The two next most loaded GPUs: the max of the GPUs a move leaves alone is one of them (a
+  // follow-up must also leave none of them above refMax).
+  let g2 = -1;
+  let g3 = -1;
+  for (let g = 0; g < NG; g++) {
+    if (g === top) continue;
+    if (g2 < 0 || load[g] > load[g2]) {
+      g3 = g2;
+      g2 = g;
+    } else if (g3 < 0 || load[g] > load[g3]) g3 = g;
+  }
+  const l2 = g2 < 0 ? 0 : load[g2];
+  const l3 = g3 < 0 ? 0 : load[g3];
+  if (firsts) {
+    firsts.refMax = refMax;
+    firsts.refNorm = refNorm;
+  }
   let n = 0; // touched GPUs of the candidate
   const bump = (g: number, d: number): void => {
     if (sc.stamp[g] !== sc.epoch) {
@@ -414,6 +567,9 @@ function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candid
     for (let i = 0; i < S; i++) if (row[g * S + i] === e) return true;
     return false;
   };
+  // A GPU at load v after a move rules it out: above the max, and no first step the buffer keeps.
+  const lim = refMax * (1 + 1e-12);
+  const hopeless = (v: number): boolean => v > lim && (!firsts || (firsts.n === firsts.cap && v >= firsts.keys[firsts.cap - 1]));
   const spare = sc.spare;
   const nSpare = spareSlots(st, spare, top, S, NG);
   let best: Candidate = NONE;
@@ -426,25 +582,38 @@ function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candid
     return 1;
   };
   const score = (kind: 1 | 2 | 3, slot: number, expert: number, slot2: number): void => {
+    let newMax = 0;
+    let topNew = load[top];
+    for (let i = 0; i < n; i++) {
+      const g = sc.touched[i];
+      const v = load[g] + sc.delta[g];
+      if (v > newMax) newMax = v;
+      if (g === top) topNew = v;
+    }
+    const rest = g2 >= 0 && sc.stamp[g2] === sc.epoch ? l3 : l2;
+    if (rest > newMax) newMax = rest;
+    const over = newMax > refMax * (1 + 1e-12);
+    if (over && (!firsts || !(topNew < refMax * (1 - 1e-9)))) return;
     // Copies this move adds to the layer's count.
     let copies: number;
     if (kind === 1) copies = cost(slot, expert) - cost(slot, row[slot]);
     else if (kind === 2) copies = cost(slot, row[slot2]) + cost(slot2, row[slot]) - cost(slot, row[slot]) - cost(slot2, row[slot2]);
     else copies = cost(slot2, row[slot]) + cost(slot, expert) - cost(slot2, row[slot2]) - cost(slot, row[slot]);
-    if (copies > left) return;
+    if (over) {
+      // A first step: the top GPU drops below the max, one more move must fix the overshoot.
+      pushFirst(firsts!, newMax, kind, slot, expert, slot2, copies);
+      return;
+    }
     let sum = base;
-    let newMax = 0;
     for (let i = 0; i < n; i++) {
       const g = sc.touched[i];
-      const v = load[g] + sc.delta[g];
-      if (v > newMax) newMax = v;
-      sum += pow32(v / curMax) - pow32(load[g] / curMax);
+      sum += pow32((load[g] + sc.delta[g]) / curMax) - pow32(load[g] / curMax);
     }
-    if (newMax > curMax * (1 + 1e-12)) return; // never raise the max
-    const drop = curNorm - curMax * Math.max(sum, 0) ** (1 / NORM_P);
+    const norm = curMax * Math.max(sum, 0) ** (1 / NORM_P);
+    const drop = refNorm - norm;
     if (drop <= 1e-9 * curMax) return;
-    const gain = drop / Math.max(copies, FREE_COPY);
-    if (gain > best.gain) best = { kind, slot, expert, slot2, copies, gain };
+    const gain = drop / Math.max(offset + copies, FREE_COPY);
+    if (gain > best.gain) best = { kind, slot, expert, slot2, copies, gain, next: null, norm };
   };
   for (let i = 0; i < S; i++) {
     const sTop = top * S + i;
@@ -452,8 +621,9 @@ function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candid
     if (a < 0) continue;
     // replace a on the top GPU by b
     if (cnt[a] >= 2) {
+      const topBase = load[top] - (w[a] * share[sTop]) / NG;
       for (let b = 0; b < E; b++) {
-        if (b === a || onGpu(top, b)) continue;
+        if (b === a || topBase + w[b] / (cnt[b] + 1) > lim || onGpu(top, b)) continue;
         sc.epoch++;
         n = 0;
         removeReplica(a, sTop);
@@ -467,14 +637,14 @@ function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candid
       if (h === top) continue;
       const c = row[p];
       if (c === a || onGpu(h, a)) continue;
-      if (c < 0 || cnt[c] >= 2) {
+      if ((c < 0 || cnt[c] >= 2) && !hopeless(load[h] - (c >= 0 ? (w[c] * share[p]) / NG : 0) + w[a] / (cnt[a] + 1))) {
         sc.epoch++;
         n = 0;
         if (c >= 0) removeReplica(c, p);
         addReplica(a, h);
         score(1, p, a, -1);
       }
-      if (c >= 0 && !onGpu(top, c)) {
+      if (c >= 0 && !hopeless(load[h] - (w[c] * share[p] - w[a] * share[sTop]) / NG) && !onGpu(top, c)) {
         sc.epoch++;
         n = 0;
         const d = (w[c] * share[p] - w[a] * share[sTop]) / NG;
@@ -495,10 +665,12 @@ function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candid
       const h = Math.floor(p / S);
       const c = row[p];
       if (h === top || load[h] >= mean || c < 0 || cnt[c] !== 1 || onGpu(h, a)) continue;
+      const moved = (w[c] * share[p]) / NG;
+      if (hopeless(load[h] - moved + w[a] / (cnt[a] + 1))) continue;
       for (let j = 0; j < nSpare; j++) {
         const q = spare[j];
         const h3 = Math.floor(q / S);
-        if (q === p || h3 === top || row[q] === a || onGpu(h3, c)) continue;
+        if (q === p || h3 === top || row[q] === a || (hopeless(load[h3] + moved - (w[row[q]] * share[q]) / NG) && !onGpu(h3, a)) || onGpu(h3, c)) continue;
         sc.epoch++;
         n = 0;
         removeReplica(row[q], q);
@@ -510,6 +682,27 @@ function bestMove(st: LayerState, shape: Shape, E: number, left: number): Candid
     }
   }
   return best;
+}
+
+/** Keeps the `cap` first steps with the smallest overshoot (insertion into a short sorted list). */
+function pushFirst(f: FirstBuffer, key: number, kind: 1 | 2 | 3, slot: number, expert: number, slot2: number, copies: number): void {
+  if (f.n === f.cap && key >= f.keys[f.n - 1]) return;
+  let i = f.n < f.cap ? f.n++ : f.n - 1;
+  const item = f.items[i] ?? { ...NONE };
+  while (i > 0 && f.keys[i - 1] > key) {
+    f.keys[i] = f.keys[i - 1];
+    f.items[i] = f.items[i - 1];
+    i--;
+  }
+  f.keys[i] = key;
+  item.kind = kind;
+  item.slot = slot;
+  item.expert = expert;
+  item.slot2 = slot2;
+  item.copies = copies;
+  item.gain = 0;
+  item.next = null;
+  f.items[i] = item;
 }
 
 /** Spare slots: the CHAIN_SPARES replicas of multi-replica experts carrying the least load. */
@@ -531,4 +724,37 @@ function spareSlots(st: LayerState, out: Int32Array, top: number, S: number, NG:
     out[i] = p;
   }
   return n;
+}
+
+/**
+ * Test hook: walks a layer's path of best moves from `row` for loads `w` and checks each move as
+ * scored against the state it makes, recomputed from scratch (before the shares are balanced
+ * again): the smooth max (`normError`, relative), the copies (`copyErrors`) and the max, which no
+ * move raises (`maxRises`). `kinds` names the
+ * moves taken ("2", or "1+2" for a compound).
+ * @internal
+ */
+export function checkMovePath(row: Int32Array, w: Float64Array, shape: Shape, E: number, steps: number): { kinds: string[]; normError: number; copyErrors: number; maxRises: number } {
+  const st = layerState(row, row.slice(), null, w, shape, E);
+  const kinds: string[] = [];
+  let normError = 0;
+  let copyErrors = 0;
+  let maxRises = 0;
+  for (let step = 0; step < steps; step++) {
+    const c = bestMove(st, shape, E);
+    if (c.kind === 0) break;
+    kinds.push(c.next ? `${c.kind}+${c.next.kind}` : `${c.kind}`);
+    const before = st.spent;
+    let max0 = 0;
+    for (const v of st.load) max0 = Math.max(max0, v);
+    applyMove(st, c, shape);
+    recomputeLoads(st, shape);
+    let max1 = 0;
+    for (const v of st.load) max1 = Math.max(max1, v);
+    if (max1 > max0 * (1 + 1e-9)) maxRises++;
+    normError = Math.max(normError, Math.abs(smoothMax(st.load) - c.norm) / c.norm);
+    if (copiesBetween(st.orig, st.row, shape.slotsPerGpu) - before !== c.copies) copyErrors++;
+    settle(st, shape, E);
+  }
+  return { kinds, normError, copyErrors, maxRises };
 }

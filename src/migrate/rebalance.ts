@@ -4,8 +4,9 @@
  *
  * - No budget, or a re-plan whose aligned moves fit the budget: the re-plan, aligned (align.ts).
  * - Otherwise: the running placement rebalanced with at most the budget's copies (budget.ts):
- *   copy moves, or whole layers of the aligned re-plan, wherever they pay most per copy; its
- *   dispatch from the shares of sources per replica that balance it.
+ *   per layer a path of copy moves or the aligned re-plan's layer whole, the budget shared out
+ *   over layers exactly (a knapsack over copies); its dispatch from the shares of sources per
+ *   replica that balance it.
  * Either way the result records its moves and their copy schedule (moves.ts).
  */
 import { InputError } from '../errors.js';
