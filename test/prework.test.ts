@@ -89,7 +89,7 @@ describe('the compiled CLI, where the worker runs', () => {
       const workload = await loadWorkload(join(dir, 'counts.json'), model);
       const want = (await plan({ model, cluster: clusterOfShape(model, { nodes: 2, gpusPerNode: 8, slotsPerGpu: 5 }), workload, objective: 'balance', workers: 2 })).plan;
       // Everything from the worker (wait), part of it or none (as it comes): the same plan.
-      for (const prework of ['wait', '', 'off']) {
+      for (const prework of ['wait', 'on', 'off']) {
         const r = await runCli(['plan', '--model', 'deepseek-v2-lite', '--nodes', '2', '--gpus-per-node', '8', '--slots-per-gpu', '5', '--workload', join(dir, 'counts.json'), '--objective', 'balance', '--out', out], { env: { MOE_PLACER_PREWORK: prework } });
         expect(r.code, r.stderr).toBe(0);
         const got = readPlanFile(out).plan;
