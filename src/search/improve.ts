@@ -12,7 +12,8 @@
  * - replace: a redundant replica of e on node a gives its slot to a new replica of f (a full
  *   node changes which expert it replicates in one step; as a drop then an add it would have to
  *   pass through the worse state in between);
- * - cycle: e on a goes to b, f on b to c, g on c to a (slot counts unchanged).
+ * - cycle: e on a goes to b, f on b to c, g on c to a (slot counts unchanged; up to
+ *   CYCLE_MAX_NODES nodes).
  * Every candidate gets an estimate from one sweep over the token sets of its expert
  * (NodeState.relGain / addGain, tables kept up to date by every applied move); the best `shortlist` estimates are then scored exactly
  * (applied, measured, rolled back). The objective is traffic + lambda x limit violation, and only
@@ -49,6 +50,9 @@ const ADD = 2;
 const DROP = 3;
 const REPLACE = 4;
 const CYCLE = 5;
+
+/** Largest node count with cycle moves (2 * C(N, 3) * swapWidth^3 candidates a step). */
+export const CYCLE_MAX_NODES = 8;
 
 /**
  * The best `cap` candidate moves of one step by estimate (ascending), in preallocated typed arrays;
@@ -281,8 +285,9 @@ export function refineNodes(st: NodeState, opts: RefineOptions): RefineStats {
         }
       }
       // Cycles e: a -> b, f: b -> c, g: c -> a over every triple of nodes, both directions (they
-      // keep every node's slot count, so they apply where full nodes and caps block swaps).
-      for (let a = 0; a < N; a++) {
+      // keep every node's slot count, so they apply where full nodes and caps block swaps); their
+      // number grows as N^3, so only up to CYCLE_MAX_NODES nodes.
+      for (let a = 0; a < (N <= CYCLE_MAX_NODES ? N : 0); a++) {
         for (let b = a + 1; b < N; b++) {
           for (let c = b + 1; c < N; c++) {
             pushCycles(mv, topE, topG, topN, T, N, a, b, c);
