@@ -138,13 +138,14 @@ export function preworkBounds(job: PreworkJob): Float64Array {
 
 /**
  * Whether a CPU is likely free for the worker: more than one, and the load average of the last
- * minute below their number. On a busy machine a worker only competes with this thread and slows
- * the run (V3 EP144 on 2 CPUs at load ~6: 1.40 s without it, 1.50 s with it; at load ~2: 0.65 s
- * without, 0.58 s with).
+ * minute at least half a CPU below their number (this run itself counts about one). Without a
+ * free CPU the worker, at its low priority, gets little done, and the process waits for it to
+ * stop at exit: V3 EP144 on 2 CPUs beside one busy process, 0.75 s beyond start-up without it,
+ * 0.83 s with it; on an idle machine 0.69 s without, 0.57 s with.
  */
 function coreLooksFree(): boolean {
   const cpus = availableParallelism();
-  return cpus > 1 && loadavg()[0] < cpus;
+  return cpus > 1 && loadavg()[0] < cpus - 0.5;
 }
 
 /** How long MOE_PLACER_PREWORK=wait waits for the worker at most. */
