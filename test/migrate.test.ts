@@ -247,20 +247,29 @@ describe('budget moves', () => {
     const rng = new Rng(7);
     const loads = [skewedLoads(E, rng), skewedLoads(E, rng), skewedLoads(E, rng)];
     const stale = eplbPlacement(loads.map((c) => Float64Array.from(c).reverse()), E, shape);
-    let prev = -Infinity;
-    for (const budget of [0, 1, 2, 3, 5, 8, 13, 21, 40, 80]) {
-      const r = rebalanceWithBudget(stale, loads, budget);
-      const p: Placement = { ...r.placement, dispatch: r.placement.phy2log.map((row, l) => dispatchOfShares(row, r.shares[l], E, shape)) };
-      validatePlacement(p, 'rebalanced');
-      expect(r.copies).toBeLessThanOrEqual(budget);
-      expect(bruteMoves(stale, p)).toBe(r.copies);
-      const b = smoothBalance(p, loads);
-      expect(b).toBeGreaterThanOrEqual(prev - 1e-12);
-      prev = b;
-    }
-    expect(prev).toBeGreaterThan(smoothBalance(stale, loads));
+    expectBudgetsMonotone(stale, loads, [0, 1, 2, 3, 5, 8, 13, 21, 40, 80], E, shape);
   });
 });
+
+/**
+ * For growing budgets: the rebalanced plan is valid, spends at most the budget (copies counted by
+ * brute force), its smooth balance never drops, and the largest budget beats the running plan.
+ */
+function expectBudgetsMonotone(stale: Placement, loads: Float64Array[], budgets: number[], E: number, shape: Shape, each?: (budget: number, p: Placement) => void): void {
+  let prev = -Infinity;
+  for (const budget of budgets) {
+    const r = rebalanceWithBudget(stale, loads, budget);
+    const p: Placement = { ...r.placement, dispatch: r.placement.phy2log.map((row, l) => dispatchOfShares(row, r.shares[l], E, shape)) };
+    validatePlacement(p, 'rebalanced');
+    expect(r.copies).toBeLessThanOrEqual(budget);
+    expect(bruteMoves(stale, p)).toBe(r.copies);
+    const b = smoothBalance(p, loads);
+    expect(b).toBeGreaterThanOrEqual(prev - 1e-12);
+    prev = b;
+    each?.(budget, p);
+  }
+  expect(prev).toBeGreaterThan(smoothBalance(stale, loads));
+}
 
 describe('rebalancing within a budget', () => {
   const model = tinyModel();
@@ -274,19 +283,9 @@ describe('rebalancing within a budget', () => {
   const maxLoad = (p: Placement): number => evaluate({ model, cluster, placement: p, workload: counts }).maxLoad;
 
   it('spends at most the budget, stays valid, and never loses (smooth) balance as the budget grows', () => {
-    let prev = -Infinity;
-    for (const budget of [0, 1, 2, 4, 8, 24]) {
-      const r = rebalanceWithBudget(stale, loads, budget);
-      const p: Placement = { ...r.placement, dispatch: r.placement.phy2log.map((row, l) => dispatchOfShares(row, r.shares[l], 8, shape)) };
-      validatePlacement(p, 'rebalanced');
-      expect(r.copies).toBeLessThanOrEqual(budget);
-      expect(bruteMoves(stale, p)).toBe(r.copies);
-      const b = smoothBalance(p, loads);
-      expect(b).toBeGreaterThanOrEqual(prev - 1e-12);
-      prev = b;
+    expectBudgetsMonotone(stale, loads, [0, 1, 2, 4, 8, 24], 8, shape, (budget, p) => {
       if (budget === 0) expect(maxLoad(p)).toBeLessThanOrEqual(maxLoad(stale) * (1 + 1e-9)); // shares alone never hurt
-    }
-    expect(prev).toBeGreaterThan(smoothBalance(stale, loads));
+    });
   });
 
   it('takes the aligned re-plan when it fits the budget, else the budgeted rebalance', () => {
